@@ -1,0 +1,224 @@
+"""The whole default configuration tree.
+
+Every key a config file may set is defined here (or added by a plugin through
+``fastreid_ms.config.register_config_extension``). Values follow the MindSpore
+model-zoo AlignedReID++ recipe unless noted.
+"""
+from .config import CfgNode as CN
+
+_C = CN()
+
+# Modules imported before a config file is merged: they register components and may
+# add config keys (see projects/README.md).
+_C.PLUGINS = []
+
+# -----------------------------------------------------------------------------
+# MODEL
+# -----------------------------------------------------------------------------
+_C.MODEL = CN()
+# CPU, GPU or Ascend; the environment variable FASTREID_DEVICE overrides it.
+_C.MODEL.DEVICE = "CPU"
+# GRAPH (compiled, default) or PYNATIVE (eager, for debugging).
+_C.MODEL.MODE = "GRAPH"
+_C.MODEL.META_ARCHITECTURE = "Baseline"
+# Checkpoint of the whole model, for fine-tuning or --eval-only.
+_C.MODEL.WEIGHTS = ""
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+_C.MODEL.BACKBONE.DEPTH = 50
+# 2 as in the paper (256x128 input -> 8x4 feature map); 1 doubles the map.
+_C.MODEL.BACKBONE.LAST_STRIDE = 2
+_C.MODEL.BACKBONE.NORM = "BN"
+# Channels of the backbone's output map (2048 for ResNet-50/101, 512 for 18/34).
+_C.MODEL.BACKBONE.FEAT_DIM = 2048
+# Width of the first stage (64 for the standard ResNets; smaller for tiny test models).
+_C.MODEL.BACKBONE.BASE_WIDTH = 64
+# ImageNet initialisation: a model-zoo .ckpt, or a torchvision state as .npz / .safetensors.
+_C.MODEL.BACKBONE.PRETRAIN = False
+_C.MODEL.BACKBONE.PRETRAIN_PATH = ""
+
+_C.MODEL.HEADS = CN()
+_C.MODEL.HEADS.NAME = "EmbeddingHead"
+# Filled from the training set when 0.
+_C.MODEL.HEADS.NUM_CLASSES = 0
+# 0: no embedding layer, the pooled backbone feature is the global feature.
+_C.MODEL.HEADS.EMBEDDING_DIM = 0
+_C.MODEL.HEADS.POOL_LAYER = "avgpool"
+# BN neck (bag of tricks): BN after pooling, classifier on the BN output.
+_C.MODEL.HEADS.WITH_BNNECK = False
+# Which feature is returned at test time with a BN neck: "before" or "after" the BN.
+_C.MODEL.HEADS.NECK_FEAT = "before"
+_C.MODEL.HEADS.CLS_LAYER = "linear"
+
+_C.MODEL.LOSSES = CN()
+# Names in LOSS_REGISTRY; the training loss is the sum of their scaled values.
+_C.MODEL.LOSSES.NAME = ["CrossEntropyLoss", "TripletLoss"]
+
+_C.MODEL.LOSSES.CE = CN()
+# Label smoothing epsilon (0 disables it).
+_C.MODEL.LOSSES.CE.EPSILON = 0.1
+_C.MODEL.LOSSES.CE.SCALE = 1.0
+
+_C.MODEL.LOSSES.TRI = CN()
+# Margin of the batch-hard triplet loss; 0 selects the soft margin log(1 + exp(.)).
+_C.MODEL.LOSSES.TRI.MARGIN = 0.3
+_C.MODEL.LOSSES.TRI.NORM_FEAT = False
+_C.MODEL.LOSSES.TRI.HARD_MINING = True
+_C.MODEL.LOSSES.TRI.SCALE = 1.0
+
+_C.MODEL.LOSSES.CENTER = CN()
+_C.MODEL.LOSSES.CENTER.SCALE = 5e-4
+
+# -----------------------------------------------------------------------------
+# INPUT
+# -----------------------------------------------------------------------------
+_C.INPUT = CN()
+_C.INPUT.SIZE_TRAIN = [256, 128]
+_C.INPUT.SIZE_TEST = [256, 128]
+# Per-channel mean / std on the 0-255 scale (ImageNet's).
+_C.INPUT.PIXEL_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+_C.INPUT.PIXEL_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+
+_C.INPUT.FLIP = CN()
+_C.INPUT.FLIP.ENABLED = True
+_C.INPUT.FLIP.PROB = 0.5
+
+# The seed's random translation: resize to SCALE x the size, then random crop back.
+_C.INPUT.TRANSLATE = CN()
+_C.INPUT.TRANSLATE.ENABLED = True
+_C.INPUT.TRANSLATE.PROB = 0.5
+_C.INPUT.TRANSLATE.SCALE = 1.125
+
+_C.INPUT.PADDING = CN()
+_C.INPUT.PADDING.ENABLED = False
+_C.INPUT.PADDING.SIZE = 10
+
+# Random erasing (Zhong et al.).
+_C.INPUT.REA = CN()
+_C.INPUT.REA.ENABLED = True
+_C.INPUT.REA.PROB = 0.5
+_C.INPUT.REA.AREA = [0.02, 0.4]
+_C.INPUT.REA.ASPECT = [0.3, 3.33]
+# Fill value per channel on the 0-255 scale (the pixel mean by default).
+_C.INPUT.REA.VALUE = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+
+# -----------------------------------------------------------------------------
+# DATASETS
+# -----------------------------------------------------------------------------
+_C.DATASETS = CN()
+_C.DATASETS.NAMES = ["Market1501"]
+_C.DATASETS.TESTS = ["Market1501"]
+# Folder holding the dataset folders (Market-1501-v15.09.15/, DukeMTMC-reID/, ...).
+_C.DATASETS.ROOT = "datasets"
+_C.DATASETS.CUHK03 = CN()
+# "detected" or "labeled" boxes of CUHK03-NP.
+_C.DATASETS.CUHK03.LABELED = False
+
+# The generated dataset in Market1501 layout (DATASETS.NAMES ["Synthetic"]).
+_C.DATASETS.SYNTHETIC = CN()
+_C.DATASETS.SYNTHETIC.SEED = 0
+_C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 100
+_C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 100
+_C.DATASETS.SYNTHETIC.IMAGES_PER_ID = 12
+_C.DATASETS.SYNTHETIC.NUM_CAMERAS = 6
+_C.DATASETS.SYNTHETIC.HEIGHT = 128
+_C.DATASETS.SYNTHETIC.WIDTH = 64
+
+# -----------------------------------------------------------------------------
+# DATALOADER
+# -----------------------------------------------------------------------------
+_C.DATALOADER = CN()
+_C.DATALOADER.SAMPLER_TRAIN = "IdentitySampler"
+# K images per identity in a training batch (P = IMS_PER_BATCH / K identities).
+_C.DATALOADER.NUM_INSTANCE = 8
+_C.DATALOADER.NUM_WORKERS = 4
+
+# -----------------------------------------------------------------------------
+# SOLVER
+# -----------------------------------------------------------------------------
+_C.SOLVER = CN()
+
+_C.SOLVER.AMP = CN()
+# O0 (float32), O1, O2, O3; "auto" picks O0 on CPU (float16 is slower there) and O2 elsewhere.
+_C.SOLVER.AMP.LEVEL = "auto"
+# Dynamic loss scaling: start value, growth factor and window.
+_C.SOLVER.AMP.INIT_SCALE = 65536.0
+_C.SOLVER.AMP.SCALE_FACTOR = 2.0
+_C.SOLVER.AMP.SCALE_WINDOW = 1000
+
+_C.SOLVER.OPT = "Momentum"
+_C.SOLVER.MAX_EPOCH = 300
+_C.SOLVER.BASE_LR = 5e-2
+_C.SOLVER.BIAS_LR_FACTOR = 1.0
+# Learning-rate multiplier for the head's parameters.
+_C.SOLVER.HEADS_LR_FACTOR = 1.0
+_C.SOLVER.MOMENTUM = 0.85
+_C.SOLVER.NESTEROV = True
+_C.SOLVER.WEIGHT_DECAY = 5e-4
+# Weight decay of BN parameters and biases (set 0 to exempt them).
+_C.SOLVER.WEIGHT_DECAY_NORM = 5e-4
+_C.SOLVER.WEIGHT_DECAY_BIAS = 5e-4
+# Adam / AdamW betas.
+_C.SOLVER.BETAS = [0.9, 0.999]
+
+# "CosineAnnealingLR" or "MultiStepLR", after the warm-up.
+_C.SOLVER.SCHED = "CosineAnnealingLR"
+_C.SOLVER.ETA_MIN_LR = 3.5e-6
+_C.SOLVER.STEPS = [40, 90]
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.WARMUP_EPOCHS = 6
+# "linear" from WARMUP_FACTOR x BASE_LR, or from WARMUP_START_LR when it is >= 0.
+_C.SOLVER.WARMUP_METHOD = "linear"
+_C.SOLVER.WARMUP_FACTOR = 0.0
+_C.SOLVER.WARMUP_START_LR = -1.0
+
+# Global batch (split across devices) = P identities x NUM_INSTANCE.
+_C.SOLVER.IMS_PER_BATCH = 32
+# Iterations per epoch; 0 means the sampler's length (one pass over the identities).
+_C.SOLVER.ITERS_PER_EPOCH = 0
+_C.SOLVER.CHECKPOINT_PERIOD = 20
+_C.SOLVER.LOG_PERIOD = 20
+
+# -----------------------------------------------------------------------------
+# TEST
+# -----------------------------------------------------------------------------
+_C.TEST = CN()
+_C.TEST.EVALUATOR = "ReidEvaluator"
+# Evaluate every N epochs (0: only at the end).
+_C.TEST.EVAL_PERIOD = 20
+_C.TEST.IMS_PER_BATCH = 128
+# "euclidean" or "cosine" for global features.
+_C.TEST.METRIC = "euclidean"
+# "market" (drop same id + same camera) or "cuhk03" (single-gallery-shot, 10 repeats).
+_C.TEST.PROTOCOL = "market"
+_C.TEST.MAX_RANK = 50
+# Rows (queries) per block of the distance computations; bounds memory.
+_C.TEST.BLOCK_SIZE = 1024
+
+# Average the features of the image and its horizontal flip.
+_C.TEST.FLIP = CN()
+_C.TEST.FLIP.ENABLED = False
+
+# Average query expansion.
+_C.TEST.AQE = CN()
+_C.TEST.AQE.ENABLED = False
+_C.TEST.AQE.QE_TIME = 1
+_C.TEST.AQE.QE_K = 5
+_C.TEST.AQE.ALPHA = 3.0
+
+_C.TEST.RERANK = CN()
+_C.TEST.RERANK.ENABLED = False
+_C.TEST.RERANK.K1 = 20
+_C.TEST.RERANK.K2 = 6
+_C.TEST.RERANK.LAMBDA = 0.3
+# 0: exact k-reciprocal re-ranking; N > 0: neighbour sets from the top-N candidates
+# of each probe only (memory linear in the gallery size).
+_C.TEST.RERANK.CANDIDATES = 0
+
+# -----------------------------------------------------------------------------
+# Misc
+# -----------------------------------------------------------------------------
+_C.OUTPUT_DIR = "logs/default"
+# Negative: a random seed, logged.
+_C.SEED = 0

@@ -1,0 +1,1 @@
+from .defaults import default_argument_parser, default_setup, setup_cfg
