@@ -26,59 +26,18 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastreid_ms  # noqa: E402,F401  (sets the CPU kernel ISA before MindSpore runs)
-
-IMAGE_SHAPE_FILE = "image_shape.txt"
-OUTPUT_SHAPES_FILE = "output_shapes.txt"
-
-
-def list_bin_files(folder: str):
-    """Sorted paths of the ``*.bin`` files directly in ``folder`` (the C++ program's order)."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Input folder '{folder}' does not exist: pass the folder written "
-                                "by ascend310_infer/preprocess.py (e.g. prep/query).")
-    names = sorted(n for n in os.listdir(folder)
-                   if n.endswith(".bin") and not n.startswith(".")
-                   and os.path.isfile(os.path.join(folder, n)))
-    if not names:
-        raise FileNotFoundError(f"No .bin files in '{folder}': run ascend310_infer/preprocess.py first.")
-    return [os.path.join(folder, n) for n in names]
+from bin_format import (OUTPUT_SHAPES_FILE, list_bin_files, read_image_shape,  # noqa: E402
+                        write_shape_file)
 
 
-def read_image_shape(folder: str, image_size=None):
+def image_shape_of(folder: str, image_size=None):
     """(C, H, W) from --image-size H W, else from ``folder/image_shape.txt``."""
     if image_size:
         return (3, int(image_size[0]), int(image_size[1]))
-    path = os.path.join(folder, IMAGE_SHAPE_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"'{path}' is missing: pass --image-size H W (INPUT.SIZE_TEST) or "
-                                "use a folder written by ascend310_infer/preprocess.py.")
-    with open(path, "r", encoding="utf-8") as f:
-        dims = tuple(int(v) for v in f.read().split())
-    if len(dims) != 3:
-        raise ValueError(f"'{path}' must hold 'C H W', found {dims}.")
-    return dims
-
-
-def write_output_shapes(path: str, shapes) -> None:
-    """One line "k d1 d2 ..." per output (per-image shape)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for k, shape in enumerate(shapes):
-            f.write(" ".join(str(v) for v in (k, *shape)) + "\n")
-
-
-def read_output_shapes(path: str):
-    """Inverse of write_output_shapes: list of per-image shapes, index k at position k."""
-    shapes = {}
-    with open(path, "r", encoding="utf-8") as f:
-        for line in f:
-            values = [int(v) for v in line.split()]
-            if values:
-                shapes[values[0]] = tuple(values[1:])
-    if sorted(shapes) != list(range(len(shapes))):
-        raise ValueError(f"'{path}' must list outputs 0..K-1, found {sorted(shapes)}.")
-    return [shapes[k] for k in range(len(shapes))]
+    return read_image_shape(folder)
 
 
 def run_mindir(mindir_path: str, input_path: str, output_path: str, batch_size: int = 1,
@@ -93,7 +52,7 @@ def run_mindir(mindir_path: str, input_path: str, output_path: str, batch_size: 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}.")
     files = list_bin_files(input_path)
-    image_shape = read_image_shape(input_path, image_size)
+    image_shape = image_shape_of(input_path, image_size)
     image_elems = int(np.prod(image_shape))
     graph = nn.GraphCell(ms.load(mindir_path))
 
@@ -138,7 +97,7 @@ def run_mindir(mindir_path: str, input_path: str, output_path: str, batch_size: 
                 done = min(start + batch_size, len(files))
                 rate = done / max(time.perf_counter() - start_time, 1e-9)
                 print(f"[infer_mindir] {done}/{len(files)} images ({rate:.1f} images/s)", flush=True)
-        write_output_shapes(os.path.join(tmp_dir, OUTPUT_SHAPES_FILE), shapes)
+        write_shape_file(os.path.join(tmp_dir, OUTPUT_SHAPES_FILE), shapes, indexed=True)
         if os.path.isdir(output_path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(output_path)}.old.", dir=parent)
             os.replace(output_path, os.path.join(old, "previous"))
