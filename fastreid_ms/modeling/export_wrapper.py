@@ -188,31 +188,15 @@ def _export_onnx(net, path, height, width, batch_size, feature_names):
                    dynamic_axes=axes)
 
 
-def load_inference_weights(model: nn.Cell, path: str) -> None:
+def load_inference_weights(model: nn.Cell, path: str) -> dict:
     """Load MODEL.WEIGHTS into ``model`` for inference (export, feature extraction).
 
-    Uses the toolbox's Checkpointer when it is available (it skips a classifier of another
-    size); otherwise ``mindspore.load_checkpoint`` + ``load_param_into_net``. Every parameter
-    the eval graph uses must be in the file: a missing one raises ValueError naming it.
+    Uses the toolbox's Checkpointer (weights only; a classifier of another size is skipped);
+    a missing file or a parameter the checkpoint lacks raises CheckpointError naming it.
+    Returns the checkpoint's meta.
     """
+    from ..utils.checkpoint import Checkpointer
     if not path:
         raise ValueError("MODEL.WEIGHTS is empty: pass the trained checkpoint, "
                          "e.g. MODEL.WEIGHTS logs/market1501/alignedpp_R50/model_final.ckpt.")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MODEL.WEIGHTS '{path}' does not exist: pass the path of a .ckpt "
-                                "written by tools/train_net.py.")
-    try:
-        from ..utils.checkpoint import Checkpointer
-    except ImportError:
-        Checkpointer = None
-    if Checkpointer is not None and hasattr(Checkpointer, "load"):
-        Checkpointer(model).load(path)
-        return
-    params = ms.load_checkpoint(path)
-    not_loaded, _ = ms.load_param_into_net(model, params, strict_load=False)
-    missing = [n for n in not_loaded if "classifier" not in n]
-    if missing:
-        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
-        raise ValueError(f"MODEL.WEIGHTS '{path}' lacks {len(missing)} parameter(s) of the model: "
-                         f"{shown}. Is it a checkpoint of this config's model "
-                         "(MODEL.BACKBONE.DEPTH, MODEL.HEADS.*)?")
+    return Checkpointer(model).load(path, resume=False)
