@@ -1,0 +1,190 @@
+"""Image transforms as plain callables ``t(img, rng) -> img``.
+
+``img`` is a NumPy array in HWC layout (uint8 before :class:`ToFloat`, float32 after);
+``rng`` is a ``numpy.random.Generator`` owned by the caller, so a pipeline is
+deterministic for a given generator state (the loaders seed one per sample).
+"""
+import math
+from typing import Callable, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+
+def _pair(size) -> Tuple[int, int]:
+    h, w = (size, size) if isinstance(size, int) else size
+    return int(h), int(w)
+
+
+def resize(img: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (H, W, 3) uint8 array to ``size`` = (height, width)."""
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return img
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+
+
+class Compose:
+    """Apply transforms in order, all drawing from the same generator."""
+
+    def __init__(self, transforms: Sequence[Callable]):
+        self.transforms = list(transforms)
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for t in self.transforms:
+            img = t(img, rng)
+        return img
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(t) for t in self.transforms)
+        return f"Compose(\n  {inner}\n)"
+
+
+class Resize:
+    """Resize to (height, width)."""
+
+    def __init__(self, size):
+        self.size = _pair(size)
+
+    def __call__(self, img, rng=None):
+        return resize(img, self.size)
+
+    def __repr__(self):
+        return f"Resize(size={self.size})"
+
+
+class RandomTranslate:
+    """The seed's random translation (Random2DTranslation of AlignedReID): with
+    probability ``prob`` resize to ``scale`` x (height, width) and crop a random
+    (height, width) window; otherwise just resize to (height, width)."""
+
+    def __init__(self, size, prob: float = 0.5, scale: float = 1.125):
+        self.size = _pair(size)
+        self.prob = float(prob)
+        self.scale = float(scale)
+
+    def __call__(self, img, rng):
+        h, w = self.size
+        if rng.random() >= self.prob:
+            return resize(img, self.size)
+        big_h, big_w = int(round(h * self.scale)), int(round(w * self.scale))
+        big = resize(img, (big_h, big_w))
+        y = int(rng.integers(0, big_h - h + 1))
+        x = int(rng.integers(0, big_w - w + 1))
+        return big[y:y + h, x:x + w]
+
+    def __repr__(self):
+        return f"RandomTranslate(size={self.size}, prob={self.prob}, scale={self.scale})"
+
+
+class RandomHorizontalFlip:
+    """Mirror left-right with probability ``prob``."""
+
+    def __init__(self, prob: float = 0.5):
+        self.prob = float(prob)
+
+    def __call__(self, img, rng):
+        if rng.random() < self.prob:
+            return np.ascontiguousarray(img[:, ::-1])
+        return img
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(prob={self.prob})"
+
+
+class PadRandomCrop:
+    """Pad ``padding`` pixels of ``fill`` on every side, then crop a random window of the
+    original size."""
+
+    def __init__(self, padding: int, fill: int = 0):
+        self.padding = int(padding)
+        self.fill = fill
+
+    def __call__(self, img, rng):
+        p = self.padding
+        if p <= 0:
+            return img
+        h, w = img.shape[:2]
+        padded = np.pad(img, ((p, p), (p, p), (0, 0)), mode="constant",
+                        constant_values=self.fill)
+        y = int(rng.integers(0, 2 * p + 1))
+        x = int(rng.integers(0, 2 * p + 1))
+        return padded[y:y + h, x:x + w]
+
+    def __repr__(self):
+        return f"PadRandomCrop(padding={self.padding}, fill={self.fill})"
+
+
+class ToFloat:
+    """uint8 -> float32, keeping the 0-255 scale."""
+
+    def __call__(self, img, rng=None):
+        return img.astype(np.float32)
+
+    def __repr__(self):
+        return "ToFloat()"
+
+
+class RandomErasing:
+    """Random erasing (Zhong et al., AAAI 2020) on a float (H, W, 3) image in 0-255.
+
+    With probability ``prob`` a rectangle whose area is a uniform fraction in ``area`` of
+    the image and whose aspect ratio (height / width) is log-uniform in ``aspect`` is
+    filled with ``value`` (per channel). Up to 100 draws are tried for a rectangle that
+    fits; when none fits the image is returned unchanged.
+    """
+
+    def __init__(self, prob: float = 0.5, area=(0.02, 0.4), aspect=(0.3, 3.33),
+                 value=(0.485 * 255, 0.456 * 255, 0.406 * 255)):
+        self.prob = float(prob)
+        self.area = (float(area[0]), float(area[1]))
+        self.log_aspect = (math.log(aspect[0]), math.log(aspect[1]))
+        self.value = np.asarray(value, dtype=np.float32)
+
+    def __call__(self, img, rng):
+        if rng.random() >= self.prob:
+            return img
+        h, w = img.shape[:2]
+        for _ in range(100):
+            target = rng.uniform(*self.area) * h * w
+            ratio = math.exp(rng.uniform(*self.log_aspect))
+            eh = int(round(math.sqrt(target * ratio)))
+            ew = int(round(math.sqrt(target / ratio)))
+            if 0 < eh < h and 0 < ew < w:
+                y = int(rng.integers(0, h - eh + 1))
+                x = int(rng.integers(0, w - ew + 1))
+                img = img.copy()
+                img[y:y + eh, x:x + ew] = self.value
+                return img
+        return img
+
+    def __repr__(self):
+        return (f"RandomErasing(prob={self.prob}, area={self.area}, "
+                f"aspect=({math.exp(self.log_aspect[0]):.3g}, "
+                f"{math.exp(self.log_aspect[1]):.3g}), value={self.value.tolist()})")
+
+
+class Normalize:
+    """(x - mean) / std per channel, on the 0-255 scale; float32 (H, W, 3)."""
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        if (self.std <= 0).any():
+            raise ValueError(f"INPUT.PIXEL_STD must be positive, got {list(std)}")
+
+    def __call__(self, img, rng=None):
+        return (img.astype(np.float32) - self.mean) / self.std
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+
+class ToCHW:
+    """(H, W, C) -> contiguous float32 (C, H, W)."""
+
+    def __call__(self, img, rng=None):
+        return np.ascontiguousarray(np.transpose(img, (2, 0, 1)), dtype=np.float32)
+
+    def __repr__(self):
+        return "ToCHW()"
