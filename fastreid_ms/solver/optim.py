@@ -59,10 +59,15 @@ def build_param_groups(model: nn.Cell, solver_cfg, lr_table) -> List[Dict]:
 
 def build_optimizer_from_groups(name: str, groups: List[Dict], solver_cfg) -> nn.Optimizer:
     """Momentum (Nesterov option), SGD (with MOMENTUM / NESTEROV), Adam (L2 decay) or
-    AdamW (decoupled decay)."""
+    AdamW (decoupled decay). Nesterov momentum is built on ``nn.SGD`` (see below)."""
     s = solver_cfg
     # Groups carry lr and weight decay; the top-level values are unused defaults.
     default_lr = groups[0]["lr"]
+    if name == "Momentum" and bool(s.NESTEROV) and float(s.MOMENTUM) > 0:
+        # MindSpore 2.10's CPU ApplyMomentum kernel ignores use_nesterov (measured: the update
+        # equals plain momentum). SGD with momentum, no dampening and nesterov=True is the same
+        # update (buf = m * buf + g; w -= lr * (g + m * buf)) and is honoured on every device.
+        return nn.SGD(groups, learning_rate=default_lr, momentum=float(s.MOMENTUM), nesterov=True)
     if name == "Momentum":
         return nn.Momentum(groups, learning_rate=default_lr, momentum=float(s.MOMENTUM),
                            use_nesterov=bool(s.NESTEROV))
