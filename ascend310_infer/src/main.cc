@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -94,14 +95,23 @@ bool ParseArgs(int argc, char **argv, Options *opt, std::string *error) {
     std::string key = arg.substr(2);
     std::string value;
     const size_t eq = key.find('=');
-    if (eq != std::string::npos) {
+    const bool inline_value = eq != std::string::npos;
+    if (inline_value) {
       value = key.substr(eq + 1);
       key = key.substr(0, eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      *error = "flag --" + key + " needs a value";
+    }
+    static const char *kKnown[] = {"mindir_path", "input_path", "dataset_path", "output_path",
+                                   "result_path", "device_id", "device_target"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+      *error = "unknown flag --" + key;
       return false;
+    }
+    if (!inline_value) {
+      if (i + 1 >= argc) {
+        *error = "flag --" + key + " needs a value";
+        return false;
+      }
+      value = argv[++i];
     }
     if (key == "mindir_path") {
       opt->mindir_path = value;
@@ -111,11 +121,8 @@ bool ParseArgs(int argc, char **argv, Options *opt, std::string *error) {
       opt->output_path = value;
     } else if (key == "device_id") {
       opt->device_id = std::atoi(value.c_str());
-    } else if (key == "device_target") {
-      opt->device_target = value;
     } else {
-      *error = "unknown flag --" + key;
-      return false;
+      opt->device_target = value;
     }
   }
   if (opt->mindir_path.empty() || opt->input_path.empty() || opt->output_path.empty()) {
