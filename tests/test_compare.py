@@ -169,3 +169,46 @@ def test_dry_run_checks_configs_first(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "Run 'bad'" in err and "MODEL.HEADS.NUM_STRIPES" in err
+    # Options after the common overrides would be swallowed by them: refused with the fix.
+    rc = compare.main(["--config-file", PCB_DEMO, "SEED", "1", "--variant", "a: SEED 2"])
+    assert rc == 2
+    assert "--variant comes after the KEY VALUE overrides" in capsys.readouterr().err
+
+
+TINY_PCB = ["DATASETS.ROOT", None,
+            "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "8", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "8",
+            "DATASETS.SYNTHETIC.IMAGES_PER_ID", "4", "DATASETS.SYNTHETIC.NUM_CAMERAS", "2",
+            "INPUT.SIZE_TRAIN", "[48, 24]", "INPUT.SIZE_TEST", "[48, 24]",
+            "SOLVER.IMS_PER_BATCH", "16", "DATALOADER.NUM_INSTANCE", "4",
+            "DATALOADER.NUM_WORKERS", "1", "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0",
+            "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1", "TEST.IMS_PER_BATCH", "32"]
+
+
+@pytest.mark.slow
+def test_two_real_variants_through_train_net(tmp_path, capsys):
+    """Two PCB variants trained for one epoch each by tools/train_net.py subprocesses."""
+    if not os.path.isfile(compare.TRAIN_NET):
+        pytest.skip("tools/train_net.py is not there yet")
+    opts = list(TINY_PCB)
+    opts[1] = str(tmp_path / "datasets")
+    out = str(tmp_path / "cmp")
+    rc = compare.main(["--config-file", PCB_DEMO, "--output-dir", out,
+                       "--variant", "2 stripes: MODEL.HEADS.NUM_STRIPES 2",
+                       "--variant", "3 stripes: MODEL.HEADS.NUM_STRIPES 3"] + opts)
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    with open(os.path.join(out, "comparison.json"), encoding="utf-8") as f:
+        runs = json.load(f)["runs"]
+    assert [r["name"] for r in runs] == ["2 stripes", "3 stripes"]
+    for run in runs:
+        assert run["status"] == "ok"
+        assert run["output_dir"] == os.path.join(out, run["name"].replace(" ", "_"))
+        for key in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"):
+            assert 0.0 <= run[key] <= 100.0
+        assert run["Rank-1"] <= run["Rank-5"] <= run["Rank-10"]
+        assert run["seconds"] > 0
+        # The table row holds the same numbers as the run's own metrics.json.
+        records = compare.read_records(os.path.join(run["output_dir"], "metrics.json"))
+        assert compare.final_results(records)[0]["mAP"] == run["mAP"]
+    for name in ("2 stripes", "3 stripes"):
+        assert any(line.startswith(f"| {name}") for line in printed.splitlines())

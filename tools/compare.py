@@ -383,6 +383,11 @@ def main(argv=None) -> int:
                                    "--variant, or drop --collect to run them.")
             rows = _collect_mode(args)
         else:
+            flags = [o for o in opts[0::2] if o.startswith("--")]
+            if flags:
+                raise CompareError(f"{flags[0]} comes after the KEY VALUE overrides {opts}: give "
+                                   "the options (--config-file, --variant, ...) first and the "
+                                   "overrides common to all runs at the end.")
             if len(opts) % 2:
                 raise CompareError(f"Common overrides come in KEY VALUE pairs; got {opts}.")
             runs = plan_runs(args.config_file, args.variant, args.name, opts, args.output_dir)
