@@ -1,0 +1,171 @@
+"""CMC, mAP and mINP of a query x gallery distance matrix (Market-1501 protocol), vectorised.
+
+Protocol (Zheng et al., ICCV 2015, as the seed's ``eval_market1501``): for each query, gallery
+samples with the query's pid *and* camera are left out, and so are junk samples (pid -1);
+distractors (pid 0) count as wrong matches. Queries without any remaining correct match are
+skipped. Ties in the distances are broken by gallery index (the order of a stable sort), so
+the result is deterministic.
+
+``protocol="cuhk03"`` is CUHK03's single-gallery-shot CMC: in each of ``repeats`` draws one
+gallery sample per identity is kept (the query's own identity among its valid samples) and the
+CMC is averaged over the draws; mAP and mINP use all valid samples, as in torchreid.
+"""
+import logging
+
+import numpy as np
+
+logger = logging.getLogger("fastreid_ms")
+
+__all__ = ["evaluate_rank"]
+
+# Elements of the distance matrix handled per block (about 32 MB of float32 per array).
+_BLOCK_ELEMENTS = 8_000_000
+
+
+def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, protocol="market",
+                  repeats=10, seed=0):
+    """Rank metrics of ``distmat`` (num_query, num_gallery); smaller is more similar.
+
+    Returns ``(cmc, mAP, mINP)``: ``cmc`` float64 array of length ``max_rank`` (fraction of valid
+    queries whose first correct match is within rank r+1; padded with its last value when the
+    gallery is shorter), ``mAP`` and ``mINP`` floats, all fractions in [0, 1].
+    ``protocol``: "market" or "cuhk03" (single-gallery-shot CMC, ``repeats`` draws from ``seed``).
+    Raises ValueError when no query has a correct match in the gallery.
+    """
+    distmat = np.asarray(distmat)
+    q_pids, g_pids = np.asarray(q_pids).ravel(), np.asarray(g_pids).ravel()
+    q_camids, g_camids = np.asarray(q_camids).ravel(), np.asarray(g_camids).ravel()
+    _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, protocol)
+    num_q, num_g = distmat.shape
+    if num_g < max_rank:
+        logger.warning("Gallery has only %d samples, fewer than max_rank=%d; CMC beyond rank %d "
+                       "repeats its last value.", num_g, max_rank, num_g)
+
+    block = max(1, _BLOCK_ELEMENTS // max(num_g, 1))
+    rng = np.random.default_rng(seed) if protocol == "cuhk03" else None
+    neg_draws = _draw_one_per_identity(rng, g_pids, repeats) if rng is not None else None
+
+    first_hits, aps, inps = [], [], []
+    for start in range(0, num_q, block):
+        stop = min(start + block, num_q)
+        first, ap, inp = _rank_block(distmat[start:stop], q_pids[start:stop], g_pids,
+                                     q_camids[start:stop], g_camids, rng, neg_draws)
+        first_hits.append(first)
+        aps.append(ap)
+        inps.append(inp)
+    first = np.concatenate(first_hits, axis=0)     # (num_valid,) or (num_valid, repeats)
+    ap = np.concatenate(aps)
+    inp = np.concatenate(inps)
+    if ap.size == 0:
+        raise ValueError(
+            f"No query has a correct match in the gallery ({num_q} queries, {num_g} gallery "
+            "samples): every query identity is absent from the gallery or only appears under the "
+            "query's own camera. Check that query and gallery come from the same test set and "
+            "that the pids / camids are passed in the right order.")
+
+    ranks = np.arange(1, max_rank + 1)
+    if first.ndim == 1:
+        cmc = (first[:, None] <= ranks[None, :]).mean(axis=0)
+    else:
+        cmc = (first[:, :, None] <= ranks[None, None, :]).mean(axis=1).mean(axis=0)
+    return cmc.astype(np.float64), float(ap.mean()), float(inp.mean())
+
+
+def _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, protocol):
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {distmat.shape}")
+    num_q, num_g = distmat.shape
+    for name, arr, n in (("q_pids", q_pids, num_q), ("q_camids", q_camids, num_q),
+                         ("g_pids", g_pids, num_g), ("g_camids", g_camids, num_g)):
+        if arr.shape[0] != n:
+            raise ValueError(f"{name} has {arr.shape[0]} entries but distmat {distmat.shape} "
+                             f"needs {n}")
+    if int(max_rank) < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    if protocol not in ("market", "cuhk03"):
+        raise ValueError(f"Unknown protocol {protocol!r}: use 'market' or 'cuhk03' (TEST.PROTOCOL)")
+    if num_g == 0 or num_q == 0:
+        raise ValueError(f"distmat {distmat.shape} is empty: need at least one query and one "
+                         "gallery sample")
+
+
+def _draw_one_per_identity(rng, g_pids, repeats):
+    """(repeats, num_gallery) bool: one random gallery sample per identity (junk excluded)."""
+    num_g = g_pids.shape[0]
+    draws = np.zeros((repeats, num_g), dtype=bool)
+    valid = g_pids != -1
+    for r in range(repeats):
+        keys = rng.random(num_g)
+        keys[~valid] = np.inf
+        order = np.lexsort((keys, g_pids))          # by pid, then key
+        sorted_pids = g_pids[order]
+        first = np.ones(num_g, dtype=bool)
+        first[1:] = sorted_pids[1:] != sorted_pids[:-1]
+        chosen = order[first]
+        draws[r, chosen[g_pids[chosen] != -1]] = True
+    return draws
+
+
+def _stable_order(dist):
+    """Row-wise argsort with ties broken by index: the fast (unstable) sort, then the rows
+    holding ties redone with a stable sort."""
+    order = np.argsort(dist, axis=1)
+    sorted_d = np.take_along_axis(dist, order, axis=1)
+    tie_rows = np.nonzero((sorted_d[:, 1:] == sorted_d[:, :-1]).any(axis=1))[0]
+    if tie_rows.size:
+        order[tie_rows] = np.argsort(dist[tie_rows], axis=1, kind="stable")
+    return order
+
+
+def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws):
+    """Per valid query of the block: rank of the first correct match (1-based; per draw for
+    cuhk03), AP and INP."""
+    num_b, num_g = dist.shape
+    same_pid = g_pids[None, :] == q_pids[:, None]
+    invalid = (same_pid & (g_camids[None, :] == q_camids[:, None])) | (g_pids[None, :] == -1)
+    positive = same_pid & ~invalid
+    has_pos = positive.any(axis=1)
+    if not has_pos.any():
+        shape = (0,) if rng is None else (0, neg_draws.shape[0])
+        return np.zeros(shape), np.zeros(0), np.zeros(0)
+    rows = np.nonzero(has_pos)[0]
+    dist, positive, invalid, same_pid = dist[rows], positive[rows], invalid[rows], same_pid[rows]
+
+    order = _stable_order(dist)
+    code = positive.astype(np.int8) + 2 * invalid.astype(np.int8)
+    code_sorted = np.take_along_axis(code, order, axis=1)
+
+    # Flattened (row * num_g + sorted position) of positives and of left-out samples, row-major.
+    pos_flat = np.flatnonzero(code_sorted == 1)
+    inv_flat = np.flatnonzero(code_sorted == 2)
+    pos_row = pos_flat // num_g
+    pos_col = pos_flat - pos_row * num_g
+    inv_before = (np.searchsorted(inv_flat, pos_flat)
+                  - np.searchsorted(inv_flat, pos_row * num_g))
+    rank = pos_col - inv_before + 1                 # 1-based rank among the kept samples
+
+    num_rows = rows.shape[0]
+    npos = np.bincount(pos_row, minlength=num_rows)
+    group_start = np.concatenate(([0], np.cumsum(npos)[:-1]))
+    hit_index = np.arange(pos_flat.shape[0]) - np.repeat(group_start, npos) + 1
+    ap = np.bincount(pos_row, weights=hit_index / rank, minlength=num_rows) / npos
+    last_rank = rank[group_start + npos - 1]
+    inp = npos / last_rank
+
+    if rng is None:
+        first = rank[group_start].astype(np.int64)
+        return first, ap, inp
+
+    # CUHK03 single-gallery-shot: one drawn sample per other identity, one random positive.
+    repeats = neg_draws.shape[0]
+    first = np.empty((num_rows, repeats), dtype=np.int64)
+    for r in range(repeats):
+        other = neg_draws[r][None, :] & ~same_pid
+        other_sorted = np.take_along_axis(other, order, axis=1)
+        other_before = np.cumsum(other_sorted, axis=1)
+        pick = group_start + (rng.random(num_rows) * npos).astype(np.int64)
+        pick = np.minimum(pick, group_start + npos - 1)
+        col = pos_col[pick]
+        before = np.where(col > 0, other_before[np.arange(num_rows), np.maximum(col - 1, 0)], 0)
+        first[:, r] = before + 1
+    return first, ap, inp
