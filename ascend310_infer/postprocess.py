@@ -92,7 +92,7 @@ def seed_style_report(results) -> str:
         for r in (1, 5, 10, 20):
             key = f"{prefix}Rank-{r}"
             if key in results:
-                lines.append(f"Rank-{r:<3d}: {results[key]:.1f}%")
+                lines.append(f"Rank-{r} : {results[key]:.1f}%")
     return "\n".join(lines)
 
 

@@ -8,9 +8,9 @@
     python tools/rank_gallery.py --config-file ... --query person.jpg \\
         --gallery-features gallery.npz MODEL.WEIGHTS model_final.ckpt
 
-The distance is the evaluation's: the global feature distance (TEST.METRIC: squared
-euclidean or cosine) for TEST.DISTANCE "global", the DMLI local distance
-(TEST.LOCAL.ALIGNED) for "local", their sum for "global_local" (AlignedReID++ configs).
+The distance is the one the config's evaluator ranks with (TEST.EVALUATOR): for ReidEvaluator
+the global feature distance (TEST.METRIC), for AlignedReID++ the TEST.DISTANCE choice of
+global, DMLI local or their sum. Re-ranking is not applied (it needs the whole query set).
 """
 import argparse
 import os
@@ -26,27 +26,17 @@ from extract_features import (add_model_arguments, build_inference_model,  # noq
                               extract_features, load_features_npz)
 from fastreid_ms.data.image_folder import EvalImageLoader, list_image_folder, parse_image_name  # noqa: E402
 
-DISTANCE_MODES = ("global", "local", "global_local")
-
-
 def query_gallery_distance(query_feats, gallery_feats, cfg) -> np.ndarray:
-    """(M, N) float32 distances of query to gallery features (dicts of arrays) per the config."""
-    from fastreid_ms.evaluation.distance import compute_distance
-    mode = str(cfg.TEST.get("DISTANCE", "global"))
-    if mode not in DISTANCE_MODES:
-        raise ValueError(f"TEST.DISTANCE '{mode}' is not one of {DISTANCE_MODES}.")
-    dist = None
-    if mode in ("global", "global_local"):
-        dist = compute_distance(query_feats["global"], gallery_feats["global"], cfg.TEST.METRIC)
-    if mode in ("local", "global_local"):
-        if "local" not in query_feats or "local" not in gallery_feats:
-            raise ValueError(f"TEST.DISTANCE '{mode}' needs local features, and the model / file "
-                             "has none: use TEST.DISTANCE global.")
-        from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance
-        local = dmli_distance(query_feats["local"], gallery_feats["local"],
-                              aligned=bool(cfg.TEST.LOCAL.ALIGNED))
-        dist = local if dist is None else dist + local
-    return np.asarray(dist, dtype=np.float32)
+    """(M, N) float32 distances of query to gallery features (dicts of arrays), computed by the
+    config's evaluator (TEST.EVALUATOR), so that the ranking is the evaluation's."""
+    from fastreid_ms.evaluation import build_evaluator
+    missing = [k for k in query_feats if k not in gallery_feats]
+    if missing:
+        raise ValueError(f"The gallery features lack {missing}: extract them with the same model.")
+    num_query = len(next(iter(query_feats.values())))
+    feats = {k: np.concatenate([query_feats[k], gallery_feats[k]]) for k in query_feats}
+    evaluator = build_evaluator(cfg, num_query)
+    return np.asarray(evaluator.query_gallery_distance(feats, num_query), dtype=np.float32)
 
 
 def rank_gallery(query_feats, gallery_feats, gallery_paths, cfg, topk: int = 10):
@@ -98,8 +88,8 @@ def main(argv=None):
         if q_pid >= 0 and int(pids[i]) >= 0:
             match = "same id" if int(pids[i]) == q_pid else ""
         rows.append((rank, f"{dist:.4f}", int(pids[i]), int(camids[i]), match, path))
-    print(f"Query: {args.query} (pid {q_pid}, camid {q_cam}); TEST.DISTANCE "
-          f"{cfg.TEST.get('DISTANCE', 'global')}, {len(paths)} gallery images")
+    print(f"Query: {args.query} (pid {q_pid}, camid {q_cam}); {cfg.TEST.EVALUATOR}, "
+          f"{len(paths)} gallery images")
     print(tabulate(rows, headers=["rank", "distance", "pid", "camid", "", "path"], tablefmt="pipe"))
     return ranked
 
