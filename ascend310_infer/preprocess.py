@@ -104,6 +104,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"preprocess.py: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -148,6 +148,6 @@ def main(argv=None) -> str:
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"extract_features.py: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -97,6 +97,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"rank_gallery.py: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -7,8 +7,8 @@ import re
 from typing import List, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from .build import read_image
 from .datasets.bases import list_images
 from .transforms import build_transforms
 
@@ -53,19 +53,9 @@ def list_image_folder(folder: str, drop_junk: bool = True,
     return items
 
 
-def read_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3) array of an image file; a clear error for unreadable files."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValueError(f"Cannot read the image '{path}' ({exc}): remove it or replace it "
-                         "with a valid .jpg / .png file.") from None
-
-
 class EvalImageLoader:
-    """path -> float32 (3, H, W): the image read as RGB and passed through the config's test
-    transform (resize to INPUT.SIZE_TEST, normalise with INPUT.PIXEL_MEAN / PIXEL_STD)."""
+    """path -> float32 (3, H, W): the image decoded as the test loader does (RGB, an
+    ImageReadError naming an unreadable file) and passed through the config's test transform (resize to INPUT.SIZE_TEST, normalise with INPUT.PIXEL_MEAN / PIXEL_STD)."""
 
     def __init__(self, cfg):
         self.transform = build_transforms(cfg, is_train=False)
