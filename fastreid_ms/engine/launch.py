@@ -39,6 +39,10 @@ _ROLE_VAR = "MS_ROLE"
 _RANK_TABLE_VARS = ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH")
 
 
+class LaunchError(RuntimeError):
+    """The launch environment is inconsistent (a variable set, its companions missing)."""
+
+
 def _env_int(name: str, default: int = None):
     value = os.environ.get(name, "")
     if value == "":
@@ -46,26 +50,26 @@ def _env_int(name: str, default: int = None):
     try:
         return int(value)
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={value!r} must be an integer.") from exc
+        raise LaunchError(f"Environment variable {name}={value!r} must be an integer.") from exc
 
 
 def launch_mode() -> str:
     """How this process was started: "msrun" (dynamic cluster), "rank_table" or "single".
 
-    Raises ValueError for a half-set environment (RANK_SIZE > 1 without msrun's MS_ROLE
+    Raises LaunchError for a half-set environment (RANK_SIZE > 1 without msrun's MS_ROLE
     or a rank table), which would otherwise shard the data for devices that never start.
     """
     role = os.environ.get(_ROLE_VAR, "")
     if role:
         if role not in ("MS_WORKER", "MS_SCHED"):
-            raise ValueError(f"Environment variable {_ROLE_VAR}={role!r} is not a role this tool "
+            raise LaunchError(f"Environment variable {_ROLE_VAR}={role!r} is not a role this tool "
                              "runs as: expected MS_WORKER or MS_SCHED (set by msrun).")
         return "msrun"
     rank_size = _env_int("RANK_SIZE", 1)
     if any(os.environ.get(name) for name in _RANK_TABLE_VARS):
         return "rank_table" if rank_size > 1 else "single"
     if rank_size > 1:
-        raise ValueError(
+        raise LaunchError(
             f"RANK_SIZE={rank_size} is set but this process was started neither by msrun "
             "(MS_ROLE unset) nor with an Ascend rank table (RANK_TABLE_FILE unset). Launch with "
             "'msrun --worker_num=N --local_worker_num=N tools/train_net.py ...', use "
@@ -102,22 +106,16 @@ def check_batch_split(ims_per_batch: int, num_instance: int, world_size: int) ->
     """Check that the global batch splits into whole P x K identity groups on every rank.
 
     Each rank draws ``ims_per_batch / world_size`` images as identities of
-    ``num_instance`` images, so ``ims_per_batch`` must be a multiple of
-    ``world_size * num_instance``. Raises ValueError naming the keys to change.
+    ``num_instance`` images (the identity sampler's rule). Raises ConfigError naming the
+    keys to change.
     """
-    if world_size < 1:
-        raise ValueError(f"The number of devices must be at least 1, got {world_size}.")
-    unit = world_size * max(int(num_instance), 1)
-    if ims_per_batch <= 0 or ims_per_batch % unit != 0:
-        lower = (ims_per_batch // unit) * unit
-        upper = lower + unit
-        hint = f"{lower} or {upper}" if lower > 0 else f"{upper}"
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH={ims_per_batch} is the global batch and must split over "
-            f"{world_size} device(s) into whole identities of DATALOADER.NUM_INSTANCE="
-            f"{num_instance} images: it must be a multiple of {world_size} x {num_instance} = "
-            f"{unit} (e.g. {hint}). Change SOLVER.IMS_PER_BATCH, DATALOADER.NUM_INSTANCE or "
-            "the number of devices.")
+    from ..config import ConfigError
+    from ..data.samplers.identity_sampler import check_batch_divisibility
+    try:
+        check_batch_divisibility(int(ims_per_batch), int(num_instance), int(world_size))
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (launch with {world_size} worker(s): the global batch is "
+                          "split across them)") from None
 
 
 def _set_device_for_init(device: str) -> None:
@@ -140,13 +138,13 @@ def init_distributed(device: str = "CPU") -> int:
         return comm.get_world_size()
     mode = launch_mode()
     if mode == "single":
-        raise RuntimeError(
+        raise LaunchError(
             "init_distributed() was called in a process that no launcher started: run it "
             "under msrun (MS_ROLE, MS_WORKER_NUM, MS_SCHED_HOST/PORT) or with an Ascend rank "
             "table (RANK_TABLE_FILE, RANK_SIZE, RANK_ID, DEVICE_ID).")
     device = resolve_device(device)
     if mode == "rank_table" and device != "Ascend":
-        raise ValueError(
+        raise LaunchError(
             f"A rank table (RANK_TABLE_FILE) launches Ascend devices only, but the device is "
             f"{device}: set MODEL.DEVICE Ascend, or start {device} jobs with msrun.")
     if device == "CPU":
