@@ -153,6 +153,10 @@ def load_model_weights(model: nn.Cell, tensors: Dict, path: str, skip_classifier
             "checkpoint was trained with.")
     unexpected = sorted(set(tensors) - set(model_params))
     unexpected = [n for n in unexpected if not n.startswith((OPT_PREFIX, SCALER_PREFIX))]
+    if skip_classifier:
+        # A model built without a classifier (evaluation, NUM_CLASSES 0) skips the saved one.
+        skipped.extend(f"{n} (not in the model)" for n in unexpected if is_classifier_param(n))
+        unexpected = [n for n in unexpected if not is_classifier_param(n)]
     for name, src in loadable.items():
         dst = model_params[name]
         dst.set_data(ms.Tensor(src.asnumpy(), dst.dtype))
@@ -211,6 +215,7 @@ class Checkpointer:
         path = os.path.join(self.save_dir, f"{name}.ckpt")
         meta = {"format_version": FORMAT_VERSION, "rng": get_rng_state(), **extra}
         self._saves += 1
+        self._remove_stale_temporaries(os.path.basename(path))
         with atomic_path(path) as tmp:
             # MindSpore appends ".ckpt" to names that lack it: write there, then move.
             staging = tmp + ".ckpt"
@@ -226,6 +231,17 @@ class Checkpointer:
             atomic_write_text(os.path.join(self.save_dir, LAST_CHECKPOINT), os.path.basename(path))
         logger.info("Saved checkpoint %s", path)
         return path
+
+    def _remove_stale_temporaries(self, basename: str) -> None:
+        """Temporary files of ``basename`` left by a writer that was killed (only this
+        process writes into save_dir)."""
+        prefix = f".{basename}."
+        for entry in os.listdir(self.save_dir):
+            if entry.startswith(prefix) and (entry.endswith(".tmp") or entry.endswith(".tmp.ckpt")):
+                try:
+                    os.remove(os.path.join(self.save_dir, entry))
+                except OSError:
+                    pass
 
     def _maybe_pause(self, path: str) -> None:
         target = os.environ.get(PAUSE_ENV, "")

@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Train a re-ID model, or evaluate one (--eval-only), from a config file.
+
+    python tools/train_net.py --config-file configs/Market1501/alignedpp_R50.yml
+    python tools/train_net.py --config-file configs/Market1501/alignedpp_R50.yml --resume
+    python tools/train_net.py --config-file configs/Market1501/alignedpp_R50.yml \\
+        --eval-only MODEL.WEIGHTS logs/market1501/alignedpp_R50/model_final.ckpt
+
+Errors the user can fix (a missing dataset, a config key or value, a checkpoint that
+does not fit) end with one paragraph on stderr and exit code 2; a NaN / infinite loss
+ends with exit code 3. Neither prints a traceback.
+"""
+import os
+import sys
+
+# The repository root, so that projects.* plugins named in configs import.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import fastreid_ms  # noqa: E402,F401  (CPU kernel choice before MindSpore starts)
+from fastreid_ms.engine.defaults import default_argument_parser  # noqa: E402
+
+EXIT_USER_ERROR = 2
+EXIT_NONFINITE_LOSS = 3
+
+
+def main(args):
+    from fastreid_ms.config import ConfigError
+    from fastreid_ms.engine import DefaultTrainer, default_setup, setup_cfg
+    from fastreid_ms.utils.checkpoint import Checkpointer
+
+    cfg = setup_cfg(args)
+    default_setup(cfg, args)
+    if args.eval_only:
+        if not cfg.MODEL.WEIGHTS:
+            raise ConfigError("--eval-only needs the weights to evaluate: add "
+                              "MODEL.WEIGHTS path/to/model_final.ckpt to the command line.")
+        model = DefaultTrainer.build_model(cfg)
+        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        return DefaultTrainer.test(cfg, model)
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def _user_errors():
+    """Exception types whose message is the whole story (no traceback)."""
+    from fastreid_ms.config import ConfigError
+    from fastreid_ms.data import DatasetLayoutError
+    from fastreid_ms.utils.checkpoint import CheckpointError
+    errors = [ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError]
+    try:
+        from fastreid_ms.data import ImageReadError
+        errors.append(ImageReadError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _report(kind: str, exc: BaseException) -> None:
+    import logging
+    message = " ".join(str(exc).split())
+    logging.getLogger("fastreid_ms").error("%s: %s", kind, message)
+    print(f"\ntrain_net.py: {kind}: {message}", file=sys.stderr, flush=True)
+
+
+def run(argv=None) -> int:
+    args = default_argument_parser(__doc__.splitlines()[0]).parse_args(argv)
+    from fastreid_ms.engine.train_step import NonFiniteLossError
+    user_errors = _user_errors()
+    try:
+        main(args)
+    except NonFiniteLossError as exc:
+        _report("training stopped", exc)
+        return EXIT_NONFINITE_LOSS
+    except user_errors as exc:
+        _report("error", exc)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
