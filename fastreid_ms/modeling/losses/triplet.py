@@ -10,7 +10,8 @@ _FAR = 1e6
 
 def l2_normalize(x, axis=-1):
     """x / ||x|| along ``axis`` (1e-12 floor on the squared norm)."""
-    return x / ops.sqrt(ops.clamp((x * x).sum(axis=axis, keepdims=True), min=1e-12))
+    # ops.maximum, not ops.clamp(min=...): MindSpore's ONNX exporter rejects a clamp without max.
+    return x / ops.sqrt(ops.maximum((x * x).sum(axis=axis, keepdims=True), 1e-12))
 
 
 def pairwise_euclidean(x, y):
