@@ -61,7 +61,8 @@ class InferenceWrapper(nn.Cell):
     """
 
     def __init__(self, model: nn.Cell, feature_names: Sequence[str]):
-        super().__init__()
+        # auto_prefix=False: wrapping must not rename the model's parameters ("model.backbone...").
+        super().__init__(auto_prefix=False)
         if not feature_names:
             raise ValueError("feature_names is empty: name at least one feature, e.g. ('global',).")
         self.model = model
