@@ -61,23 +61,30 @@ def compute_distance(x, y, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, ou
     return out
 
 
-def compute_distance_symmetric(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, out=None):
+def compute_distance_symmetric(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, out=None,
+                               accumulate=False):
     """(N, D) -> (N, N) float32 distances of ``x`` to itself: only the blocks on and above the
     diagonal are computed (half the work), the rest is mirrored, so the result is exactly
-    symmetric."""
+    symmetric. ``accumulate``: add to ``out`` (which may be a view) instead of overwriting it."""
     _check_metric(metric)
     x, xsq = _prepare(x, metric)
     n = x.shape[0]
     if out is None:
-        out = np.empty((n, n), dtype=np.float32)
+        out = np.zeros((n, n), dtype=np.float32) if accumulate else np.empty((n, n), np.float32)
     block_size = max(1, int(block_size))
     for s in range(0, n, block_size):
         e = min(s + block_size, n)
-        blk = _block(x[s:e], None if xsq is None else xsq[s:e], x[s:], xsq if xsq is None
-                     else xsq[s:], metric)
+        blk = _block(x[s:e], None if xsq is None else xsq[s:e], x[s:],
+                     None if xsq is None else xsq[s:], metric)
         diag = blk[:, : e - s]
         diag_sym = np.triu(diag) + np.triu(diag, 1).T
-        out[s:e, s:e] = diag_sym
-        out[s:e, e:] = blk[:, e - s:]
-        out[e:, s:e] = blk[:, e - s:].T
+        rest = blk[:, e - s:]
+        if accumulate:
+            out[s:e, s:e] += diag_sym
+            out[s:e, e:] += rest
+            out[e:, s:e] += rest.T
+        else:
+            out[s:e, s:e] = diag_sym
+            out[s:e, e:] = rest
+            out[e:, s:e] = rest.T
     return out

@@ -1,0 +1,354 @@
+"""DMLI local distance for evaluation (AlignedReID++: dynamically matching local information).
+
+For two images with part features a (m, C) and b (n, C):
+    d_ij = tanh(||a_i - b_j|| / 2)            (= (e^d - 1) / (e^d + 1), as the seed)
+    DMLI = length of the shortest path from (0, 0) to (m-1, n-1) through the d_ij grid moving
+           only right or down;  ``aligned=False``: sum of the diagonal d_ii (needs m == n).
+
+``dmli_distance`` computes it for every pair of two sets in blocks: one GEMM per block gives all
+part distances (augmented so that it yields ||a - b||^2 / 4 directly), then square root, tanh
+and the path recursion run vectorised over the whole block, in threads (numpy releases the GIL)
+with BLAS single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run
+through MindSpore operators on the device instead.
+"""
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+__all__ = ["dmli_distance", "dmli_distance_symmetric", "dmli_pairs", "dmli_rows",
+           "dmli_from_cost", "default_num_threads"]
+
+# Part-distance cells per block (about 8 MB of float32 per worker).
+_BLOCK_CELLS = 1 << 21
+_PAIR_CHUNK = 16384
+
+
+def default_num_threads():
+    """Worker threads for the CPU path: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+_BLAS_SETTER = None
+_BLAS_LOCK = threading.Lock()
+
+
+def _find_openblas():
+    """(set_num_threads, get_num_threads) of the OpenBLAS numpy uses, or None."""
+    global _BLAS_SETTER
+    if _BLAS_SETTER is not None:
+        return _BLAS_SETTER or None
+    found = False
+    candidates = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs",
+                                        "libopenblas*"))
+    candidates += glob.glob(os.path.join(os.path.dirname(np.__file__), ".libs", "libopenblas*"))
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", ""):
+            setter = getattr(lib, "openblas_set_num_threads" + suffix, None)
+            getter = getattr(lib, "openblas_get_num_threads" + suffix, None)
+            if setter is not None and getter is not None:
+                _BLAS_SETTER = (setter, getter)
+                found = True
+                break
+        if found:
+            break
+    if not found:
+        _BLAS_SETTER = False
+        return None
+    return _BLAS_SETTER
+
+
+@contextmanager
+def _single_threaded_blas(active):
+    """While our own threads run GEMMs side by side, keep BLAS from spawning more."""
+    funcs = _find_openblas() if active else None
+    if funcs is None:
+        yield
+        return
+    setter, getter = funcs
+    with _BLAS_LOCK:
+        previous = getter()
+        setter(1)
+        try:
+            yield
+        finally:
+            setter(previous)
+
+
+# ----------------------------------------------------------------------------- core (numpy)
+def _augment(parts, left):
+    """(K, C) part vectors -> (K, C+2) so that left @ right.T = ||a - b||^2 / 4."""
+    parts = parts.astype(np.float32, copy=False)
+    sq = np.einsum("ij,ij->i", parts, parts)[:, None] * np.float32(0.25)
+    one = np.ones((parts.shape[0], 1), dtype=np.float32)
+    if left:
+        return np.concatenate([parts, sq, one], axis=1)
+    return np.concatenate([parts * np.float32(-0.5), one, sq], axis=1)
+
+
+def _squash_inplace(g):
+    """||a-b||^2/4 -> tanh(||a-b||/2), in place."""
+    np.maximum(g, 0.0, out=g)
+    np.sqrt(g, out=g)
+    np.tanh(g, out=g)
+    return g
+
+
+def dmli_from_cost(cell, m, n, aligned=True):
+    """Path length from a cost accessor: ``cell(i, j)`` -> array of d_ij for every pair.
+
+    aligned: shortest right/down path from (0, 0) to (m-1, n-1); else the diagonal sum.
+    """
+    if not aligned:
+        if m != n:
+            raise ValueError(f"Unaligned local distance needs the same number of parts, got "
+                             f"{m} and {n}")
+        total = np.array(cell(0, 0), dtype=np.float32, copy=True)
+        for i in range(1, m):
+            total += cell(i, i)
+        return total
+    row = [None] * n
+    row[0] = np.array(cell(0, 0), dtype=np.float32, copy=True)
+    for j in range(1, n):
+        row[j] = row[j - 1] + cell(0, j)
+    for i in range(1, m):
+        row[0] += cell(i, 0)
+        for j in range(1, n):
+            np.minimum(row[j], row[j - 1], out=row[j])
+            row[j] += cell(i, j)
+    return row[n - 1]
+
+
+def _check(x, y, aligned):
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float32)
+    if x.ndim != 3 or y.ndim != 3:
+        raise ValueError(f"DMLI needs part features (N, P, C); got shapes {x.shape} and {y.shape}")
+    if x.shape[2] != y.shape[2]:
+        raise ValueError(f"Part feature dimensions differ: {x.shape} vs {y.shape}")
+    if not aligned and x.shape[1] != y.shape[1]:
+        raise ValueError(f"Unaligned local distance needs the same number of parts, got "
+                         f"{x.shape} and {y.shape}")
+    return x, y
+
+
+class _BlockRunner:
+    """Computes DMLI blocks of x (M, m, C) against y (N, n, C) with per-thread buffers."""
+
+    def __init__(self, x, y, aligned):
+        self.m, self.n = x.shape[1], y.shape[1]
+        self.xa = _augment(x.reshape(-1, x.shape[2]), True)
+        self.ya = _augment(y.reshape(-1, y.shape[2]), False)
+        self.aligned = aligned
+        self._local = threading.local()
+
+    def block(self, s, e, t, u):
+        """(e-s, u-t) DMLI of x[s:e] against y[t:u]."""
+        m, n = self.m, self.n
+        rows, cols = (e - s) * m, (u - t) * n
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.size < rows * cols:
+            buf = np.empty(max(rows * cols, _BLOCK_CELLS), dtype=np.float32)
+            self._local.buf = buf
+        g = buf[: rows * cols].reshape(rows, cols)
+        np.matmul(self.xa[s * m:e * m], self.ya[t * n:u * n].T, out=g)
+        _squash_inplace(g)
+        g4 = g.reshape(e - s, m, u - t, n)
+        return dmli_from_cost(lambda i, j: g4[:, i, :, j], m, n, self.aligned)
+
+
+def _block_shape(m, n, num_rows, num_cols, block_size):
+    bm = max(1, min(num_rows, int(block_size) if block_size else 64))
+    bn = max(1, min(num_cols, _BLOCK_CELLS // max(1, bm * m * n)))
+    return bm, bn
+
+
+def _run(tasks, func, num_threads):
+    if num_threads <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            func(*task)
+        return
+    with _single_threaded_blas(True), ThreadPoolExecutor(num_threads) as pool:
+        for _ in pool.map(lambda a: func(*a), tasks):
+            pass
+
+
+def _use_device(device):
+    if device is not None:
+        return device not in ("CPU", "cpu", False)
+    try:
+        import mindspore as ms
+        return ms.get_context("device_target") not in ("CPU", None)
+    except Exception:  # noqa: BLE001 - no MindSpore or no context: CPU path
+        return False
+
+
+def dmli_distance(x, y, aligned=True, block_size=None, num_threads=None, device=None, out=None):
+    """DMLI distances of every pair: x (M, m, C) and y (N, n, C) numpy -> (M, N) float32.
+
+    block_size: rows of ``x`` per block (columns are chosen so a block holds about 2M part
+    distances); num_threads: CPU worker threads (default: all usable CPUs); device: None to follow
+    the MindSpore device target (GPU / Ascend -> MindSpore operators), "CPU" to force numpy.
+    """
+    x, y = _check(x, y, aligned)
+    num_x, num_y = x.shape[0], y.shape[0]
+    if out is None:
+        out = np.empty((num_x, num_y), dtype=np.float32)
+    if num_x == 0 or num_y == 0:
+        return out
+    if _use_device(device):
+        return _dmli_device(x, y, aligned, block_size, out)
+    runner = _BlockRunner(x, y, aligned)
+    bm, bn = _block_shape(x.shape[1], y.shape[1], num_x, num_y, block_size)
+
+    def work(s, t):
+        e, u = min(s + bm, num_x), min(t + bn, num_y)
+        out[s:e, t:u] = runner.block(s, e, t, u)
+
+    tasks = [(s, t) for s in range(0, num_x, bm) for t in range(0, num_y, bn)]
+    _run(tasks, work, num_threads or default_num_threads())
+    return out
+
+
+def dmli_distance_symmetric(x, aligned=True, block_size=None, num_threads=None, device=None,
+                            out=None):
+    """DMLI of x (N, m, C) against itself, (N, N) float32, exactly symmetric: only blocks on and
+    above the diagonal are computed (half the work)."""
+    x, _ = _check(x, x, aligned)
+    num = x.shape[0]
+    if out is None:
+        out = np.empty((num, num), dtype=np.float32)
+    if num == 0:
+        return out
+    if _use_device(device):
+        _dmli_device(x, x, aligned, block_size, out)
+        _mirror_upper(out, 1024)
+        return out
+    runner = _BlockRunner(x, x, aligned)
+    bm, bn = _block_shape(x.shape[1], x.shape[1], num, num, block_size)
+    bn = max(bm, (bn // bm) * bm)           # column blocks aligned to row blocks
+
+    def work(s, t):
+        e, u = min(s + bm, num), min(t + bn, num)
+        blk = runner.block(s, e, t, u)
+        if t < e:                           # the block crosses the diagonal: keep row <= col
+            upper = np.arange(s, e)[:, None] <= np.arange(t, u)[None, :]
+            view = out[s:e, t:u]
+            view[upper] = blk[upper]
+        else:
+            out[s:e, t:u] = blk
+
+    tasks = [(s, t) for s in range(0, num, bm) for t in range((s // bn) * bn, num, bn)]
+    _run(tasks, work, num_threads or default_num_threads())
+    _mirror_upper(out, bm)
+    return out
+
+
+def _mirror_upper(out, block):
+    """Copy the upper triangle onto the lower one, block row by block row."""
+    num = out.shape[0]
+    for s in range(0, num, block):
+        e = min(s + block, num)
+        out[s:e, :s] = out[:s, s:e].T
+        diag = out[s:e, s:e]
+        lower = np.tril_indices(e - s, -1)
+        diag[lower] = diag.T[lower]
+
+
+def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK):
+    """DMLI of the pairs (x[i[t]], y[j[t]]): x (M, m, C), y (N, n, C), i, j (T,) -> (T,)."""
+    x, y = _check(x, y, aligned)
+    i = np.asarray(i, dtype=np.int64).ravel()
+    j = np.asarray(j, dtype=np.int64).ravel()
+    if i.shape != j.shape:
+        raise ValueError(f"Pair index arrays differ in length: {i.shape} vs {j.shape}")
+    m, n = x.shape[1], y.shape[1]
+    res = np.empty(i.shape[0], dtype=np.float32)
+    for s in range(0, i.shape[0], chunk):
+        a, b = x[i[s:s + chunk]], y[j[s:s + chunk]]                 # (T, m, C), (T, n, C)
+        g = np.matmul(a, b.transpose(0, 2, 1))                      # (T, m, n)
+        g *= np.float32(-2.0)
+        g += np.einsum("tmc,tmc->tm", a, a)[:, :, None]
+        g += np.einsum("tnc,tnc->tn", b, b)[:, None, :]
+        g *= np.float32(0.25)
+        _squash_inplace(g)
+        res[s:s + chunk] = dmli_from_cost(lambda p, q: g[:, p, q], m, n, aligned)
+    return res
+
+
+def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21):
+    """DMLI of each x[r] against its own list y[cand[r]]: x (M, m, C), y (N, n, C),
+    cand (M, K) int -> (M, K) float32 (one GEMM per row of x, the path recursion vectorised
+    over a chunk of rows)."""
+    x, y = _check(x, y, aligned)
+    cand = np.asarray(cand, dtype=np.int64)
+    if cand.ndim != 2 or cand.shape[0] != x.shape[0]:
+        raise ValueError(f"cand must be ({x.shape[0]}, K), got {cand.shape}")
+    num, k = cand.shape
+    m, n, c = x.shape[1], y.shape[1], x.shape[2]
+    res = np.empty((num, k), dtype=np.float32)
+    if num == 0 or k == 0:
+        return res
+    xsq = np.einsum("imc,imc->im", x, x)
+    ysq = np.einsum("jnc,jnc->jn", y, y)
+    rows = max(1, int(max_elements) // max(1, k * n * c))
+    for s in range(0, num, rows):
+        e = min(s + rows, num)
+        idx = cand[s:e]
+        yc = y[idx].reshape(e - s, k * n, c)                          # (b, K*n, C)
+        xt = np.ascontiguousarray(x[s:e].transpose(0, 2, 1))         # (b, C, m)
+        g = np.matmul(yc, xt)                                         # (b, K*n, m)
+        g *= np.float32(-2.0)
+        g += ysq[idx].reshape(e - s, k * n, 1)
+        g += xsq[s:e, None, :]
+        g *= np.float32(0.25)
+        _squash_inplace(g)
+        g4 = g.reshape(e - s, k, n, m)
+        res[s:e] = dmli_from_cost(lambda i, j: g4[:, :, j, i], m, n, aligned)
+    return res
+
+
+# ----------------------------------------------------------------------------- device path
+def _dmli_device(x, y, aligned, block_size, out):
+    """The same blocks through MindSpore operators on the configured device (GPU / Ascend)."""
+    import mindspore as ms
+    from mindspore import ops
+
+    m, n = x.shape[1], y.shape[1]
+    xa = ms.Tensor(_augment(x.reshape(-1, x.shape[2]), True))
+    ya = ms.Tensor(_augment(y.reshape(-1, y.shape[2]), False))
+    num_x, num_y = x.shape[0], y.shape[0]
+    bm = max(1, min(num_x, int(block_size) if block_size else 1024))
+    bn = max(1, min(num_y, (1 << 27) // max(1, bm * m * n)))
+    for s in range(0, num_x, bm):
+        e = min(s + bm, num_x)
+        for t in range(0, num_y, bn):
+            u = min(t + bn, num_y)
+            g = ops.matmul(xa[s * m:e * m], ya[t * n:u * n].T)
+            g = ops.tanh(ops.sqrt(ops.relu(g)))
+            g = g.reshape(e - s, m, u - t, n).transpose(1, 3, 0, 2)     # (m, n, bm, bn)
+            if not aligned:
+                res = ops.sum(ops.stack([g[p, p] for p in range(m)]), 0)
+            else:
+                row = [g[0, 0]]
+                for q in range(1, n):
+                    row.append(row[q - 1] + g[0, q])
+                for p in range(1, m):
+                    row[0] = row[0] + g[p, 0]
+                    for q in range(1, n):
+                        row[q] = ops.minimum(row[q], row[q - 1]) + g[p, q]
+                res = row[n - 1]
+            out[s:e, t:u] = res.asnumpy()
+    return out

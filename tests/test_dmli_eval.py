@@ -1,0 +1,199 @@
+"""DMLI distance (brute-force path search, blocked == unblocked) and AlignedReIDEvaluator."""
+import itertools
+
+import numpy as np
+import pytest
+
+import projects.AlignedReIDpp.alignedreidpp  # noqa: F401  (registers keys and the evaluator)
+from fastreid_ms.config import get_cfg
+from fastreid_ms.evaluation import build_evaluator, evaluate_rank, re_ranking
+from fastreid_ms.evaluation.distance import compute_distance, normalize
+from projects.AlignedReIDpp.alignedreidpp.dmli import (dmli_distance, dmli_distance_symmetric,
+                                                       dmli_pairs, dmli_rows)
+
+
+def brute_force_dmli(a, b, aligned=True):
+    """Every right/down path from (0, 0) to (m-1, n-1), enumerated; float64."""
+    m, n = a.shape[0], b.shape[0]
+    d = np.sqrt(((a[:, None, :].astype(np.float64) - b[None, :, :]) ** 2).sum(-1))
+    cost = (np.exp(d) - 1.0) / (np.exp(d) + 1.0)
+    if not aligned:
+        return float(np.trace(cost))
+    best = np.inf
+    for downs in itertools.combinations(range(m + n - 2), m - 1):
+        i = j = 0
+        total = cost[0, 0]
+        for step in range(m + n - 2):
+            if step in downs:
+                i += 1
+            else:
+                j += 1
+            total += cost[i, j]
+        best = min(best, total)
+    return best
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (2, 2), (3, 3), (4, 4), (6, 6), (3, 5), (5, 2)])
+def test_dmli_matches_brute_force(m, n):
+    rng = np.random.default_rng(m * 7 + n)
+    x = rng.normal(size=(5, m, 6)).astype(np.float32)
+    y = rng.normal(size=(4, n, 6)).astype(np.float32) * 0.5
+    ours = dmli_distance(x, y, num_threads=1)
+    assert ours.shape == (5, 4) and ours.dtype == np.float32
+    ref = np.array([[brute_force_dmli(a, b) for b in y] for a in x])
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    if m == n:
+        ours_u = dmli_distance(x, y, aligned=False, num_threads=1)
+        ref_u = np.array([[brute_force_dmli(a, b, aligned=False) for b in y] for a in x])
+        np.testing.assert_allclose(ours_u, ref_u, rtol=1e-5, atol=1e-5)
+
+
+def test_blocked_threaded_pairs_rows_equal_unblocked():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(37, 8, 16)).astype(np.float32)
+    y = rng.normal(size=(53, 8, 16)).astype(np.float32)
+    full = dmli_distance(x, y, block_size=10_000, num_threads=1)
+    for bs, threads in [(1, 2), (5, 2), (16, 1)]:
+        np.testing.assert_allclose(dmli_distance(x, y, block_size=bs, num_threads=threads), full,
+                                   rtol=1e-6, atol=1e-6)
+    i = rng.integers(0, 37, 200)
+    j = rng.integers(0, 53, 200)
+    np.testing.assert_allclose(dmli_pairs(x, y, i, j, chunk=17), full[i, j], rtol=1e-5, atol=1e-5)
+    cand = rng.integers(0, 53, (37, 9))
+    np.testing.assert_allclose(dmli_rows(x, y, cand, max_elements=100),
+                               full[np.arange(37)[:, None], cand], rtol=1e-5, atol=1e-5)
+
+
+def test_symmetric_equals_full_off_diagonal():
+    rng = np.random.default_rng(1)
+    y = normalize(rng.normal(size=(45 * 6, 12))).reshape(45, 6, 12)
+    sym = dmli_distance_symmetric(y, block_size=4, num_threads=2)
+    full = dmli_distance(y, y, num_threads=1)
+    assert np.array_equal(sym, sym.T)
+    # Self pairs have part distances sqrt(rounding noise): compare them loosely.
+    off = ~np.eye(45, dtype=bool)
+    np.testing.assert_allclose(sym[off], full[off], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.diag(sym), np.diag(full), atol=5e-3)
+
+
+def test_dmli_errors():
+    with pytest.raises(ValueError, match="same number of parts"):
+        dmli_distance(np.zeros((2, 3, 4)), np.zeros((2, 4, 4)), aligned=False)
+    with pytest.raises(ValueError, match=r"\(N, P, C\)"):
+        dmli_distance(np.zeros((2, 4)), np.zeros((2, 3, 4)))
+
+
+# ----------------------------------------------------------------------------- evaluator
+def make_parts(seed=0, num_ids=16, per_id=5, parts=4, dim=8, junk=2):
+    rng = np.random.default_rng(seed)
+    proto = rng.normal(size=(num_ids, parts + 2, dim))
+    pids = np.repeat(np.arange(num_ids), per_id)
+    cams = np.tile(np.arange(per_id), num_ids)
+    shift = rng.integers(0, 3, pids.size)               # misaligned crops
+    local = np.stack([proto[p, s:s + parts] for p, s in zip(pids, shift)])
+    local = local + 0.6 * rng.normal(size=local.shape)
+    glob = local.mean(axis=1) @ rng.normal(size=(dim, 20)) + 0.5 * rng.normal(size=(pids.size, 20))
+    q = cams == 0
+    order = np.concatenate([np.nonzero(q)[0], np.nonzero(~q)[0]])
+    local, glob, pids, cams = local[order], glob[order], pids[order], cams[order]
+    if junk:
+        local = np.concatenate([local, rng.normal(size=(junk, parts, dim))])
+        glob = np.concatenate([glob, rng.normal(size=(junk, 20))])
+        pids = np.concatenate([pids, -np.ones(junk, dtype=np.int64)])
+        cams = np.concatenate([cams, np.zeros(junk, dtype=np.int64)])
+    local = local / np.linalg.norm(local, axis=2, keepdims=True)
+    return ({"global": glob.astype(np.float32), "local": local.astype(np.float32)}, pids, cams,
+            int(q.sum()))
+
+
+def evaluate(cfg, feats, pids, cams, nq, batch=9):
+    ev = build_evaluator(cfg, nq)
+    ev.reset()
+    for s in range(0, len(pids), batch):
+        ev.process({k: v[s:s + batch] for k, v in feats.items()}, pids[s:s + batch],
+                   cams[s:s + batch])
+    return ev.evaluate(), ev
+
+
+def aligned_cfg(distance, rerank=False, candidates=0, aligned=True):
+    cfg = get_cfg()
+    cfg.TEST.EVALUATOR = "AlignedReIDEvaluator"
+    cfg.TEST.DISTANCE = distance
+    cfg.TEST.LOCAL.ALIGNED = aligned
+    cfg.TEST.RERANK.ENABLED = rerank
+    cfg.TEST.RERANK.K1 = 6
+    cfg.TEST.RERANK.K2 = 3
+    cfg.TEST.RERANK.CANDIDATES = candidates
+    cfg.TEST.BLOCK_SIZE = 13
+    return cfg
+
+
+def seed_like_distances(feats, pids, nq, aligned=True):
+    keep = pids != -1
+    x = normalize(feats["global"][keep])
+    local = feats["local"][keep]
+    glob = compute_distance(x, x)
+    loc = dmli_distance(local, local, aligned=aligned, num_threads=1)
+    return glob, loc, keep
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_distance_variants_are_consistent(aligned):
+    feats, pids, cams, nq = make_parts()
+    glob, loc, keep = seed_like_distances(feats, pids, nq, aligned)
+    p, c = pids[keep], cams[keep]
+    results = {}
+    for mode, dist in (("global", glob), ("local", loc), ("global_local", glob + loc)):
+        res, ev = evaluate(aligned_cfg(mode, aligned=aligned), feats, pids, cams, nq)
+        cmc, mAP, mINP = evaluate_rank(dist[:nq, nq:], p[:nq], p[nq:], c[:nq], c[nq:])
+        assert res["mAP"] == pytest.approx(mAP * 100, abs=1e-4), mode
+        assert res["Rank-1"] == pytest.approx(cmc[0] * 100, abs=1e-4), mode
+        assert res["mINP"] == pytest.approx(mINP * 100, abs=1e-4), mode
+        assert not any(k.startswith("RK") for k in res)
+        results[mode] = res
+    assert all(0 <= v <= 100 for r in results.values() for v in r.values())
+
+
+@pytest.mark.parametrize("mode", ["global", "local", "global_local"])
+def test_exact_rerank_matches_seed_pipeline(mode):
+    feats, pids, cams, nq = make_parts(seed=2)
+    glob, loc, keep = seed_like_distances(feats, pids, nq)
+    p, c = pids[keep], cams[keep]
+    original = {"global": glob, "local": loc, "global_local": glob + loc}[mode]
+    ref = re_ranking(original[:nq, nq:], original[:nq, :nq], original[nq:, nq:], k1=6, k2=3,
+                     lambda_value=0.3)
+    cmc, mAP, mINP = evaluate_rank(ref, p[:nq], p[nq:], c[:nq], c[nq:])
+    res, _ = evaluate(aligned_cfg(mode, rerank=True), feats, pids, cams, nq)
+    assert res["RK mAP"] == pytest.approx(mAP * 100, abs=1e-3)
+    assert res["RK Rank-1"] == pytest.approx(cmc[0] * 100, abs=1e-3)
+    assert res["RK mINP"] == pytest.approx(mINP * 100, abs=1e-3)
+    assert [k for k in res if k.startswith("RK ")] == ["RK Rank-1", "RK Rank-5", "RK Rank-10",
+                                                        "RK Rank-20", "RK mAP", "RK mINP"]
+
+
+@pytest.mark.parametrize("mode", ["local", "global_local"])
+def test_candidate_mode_with_all_candidates_is_exact(mode):
+    """With as many candidates as samples nothing is approximated."""
+    feats, pids, cams, nq = make_parts(seed=3, num_ids=10, per_id=4)
+    exact, _ = evaluate(aligned_cfg(mode, rerank=True), feats, pids, cams, nq)
+    cand, _ = evaluate(aligned_cfg(mode, rerank=True, candidates=10_000), feats, pids, cams, nq)
+    for key in exact:
+        assert cand[key] == pytest.approx(exact[key], abs=1e-3), key
+
+
+def test_candidate_mode_close_to_exact():
+    feats, pids, cams, nq = make_parts(seed=4, num_ids=30, per_id=6)
+    exact, _ = evaluate(aligned_cfg("global_local", rerank=True), feats, pids, cams, nq)
+    cand, ev = evaluate(aligned_cfg("global_local", rerank=True, candidates=40), feats, pids,
+                        cams, nq)
+    assert "local_candidates" in ev.timings
+    for key in ("Rank-1", "mAP", "RK Rank-1", "RK mAP"):
+        assert abs(cand[key] - exact[key]) < 5.0, key
+
+
+def test_missing_local_feature_is_named():
+    feats, pids, cams, nq = make_parts()
+    with pytest.raises(KeyError, match="'local'"):
+        evaluate(aligned_cfg("local"), {"global": feats["global"]}, pids, cams, nq)
+    with pytest.raises(ValueError, match="TEST.DISTANCE"):
+        evaluate(aligned_cfg("both"), feats, pids, cams, nq)
