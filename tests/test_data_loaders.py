@@ -12,7 +12,7 @@ import mindspore as ms
 
 from fastreid_ms.config import get_cfg
 from fastreid_ms.data import (DatasetLayoutError, ImageReadError, build_dataset,
-                              build_reid_test_loader, build_reid_train_loader)
+                              build_reid_test_loader, build_reid_train_loader, read_image)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -176,6 +176,19 @@ def test_corrupt_image_names_its_path(synthetic_root, synthetic_cfg, tmp_path, w
             pass
     assert bad in str(info.value) and "Cannot read image" in str(info.value)
     assert "Python Call Stack" not in str(info.value)
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    missing = os.path.join(str(tmp_path), "0001_c1s1_000001_00.jpg")
+    with pytest.raises(ImageReadError, match="0001_c1s1_000001_00.jpg"):
+        read_image(missing)
+    with open(missing, "wb") as f:
+        f.write(b"not a jpeg")
+    with pytest.raises(ImageReadError, match="Cannot read image"):
+        read_image(missing)
+    Image.fromarray(np.full((4, 2), 77, np.uint8)).save(missing)  # grey -> RGB
+    out = read_image(missing)
+    assert out.shape == (4, 2, 3) and out.dtype == np.uint8
 
 
 def test_missing_dataset_fails_early_with_layout_error(tmp_path):

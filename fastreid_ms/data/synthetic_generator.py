@@ -279,7 +279,10 @@ def write_dataset_atomic(final_dir: str, params: SyntheticParams) -> bool:
     try:
         write_dataset(tmp_dir, params)
         if os.path.isdir(final_dir) and not os.listdir(final_dir):
-            os.rmdir(final_dir)
+            try:
+                os.rmdir(final_dir)  # an empty folder left by the user: replace it
+            except OSError:
+                pass  # filled meanwhile by another process; the rename below decides
         try:
             os.rename(tmp_dir, final_dir)
         except OSError:
