@@ -376,3 +376,88 @@ def test_cpp_program_compiles_and_runs(tmp_path):
     res = run(f"--mindir_path={tmp_path}/bad.mindir", f"--input_path={tmp_path}/in",
               f"--output_path={tmp_path}/o", "--device_target=CPU")
     assert res.returncode == 1 and f"cannot load the MINDIR '{tmp_path}/bad.mindir'" in res.stderr
+
+
+# ---------------------------------------------------------------------------------- whole chain
+
+E2E_CONFIG = """\
+PLUGINS: [projects.AlignedReIDpp.alignedreidpp]
+MODEL:
+  META_ARCHITECTURE: Baseline
+  BACKBONE: {DEPTH: 18, BASE_WIDTH: 16, FEAT_DIM: 128}
+  HEADS: {NAME: AlignedReIDppHead, NUM_CLASSES: 6, LOCAL_DIM: 16}
+INPUT: {SIZE_TRAIN: [64, 32], SIZE_TEST: [64, 32]}
+DATASETS:
+  NAMES: [Synthetic]
+  TESTS: [Synthetic]
+  ROOT: %(root)s
+  SYNTHETIC: {NUM_TRAIN_IDS: 4, NUM_TEST_IDS: 8, IMAGES_PER_ID: 4, NUM_CAMERAS: 3, HEIGHT: 64, WIDTH: 32}
+DATALOADER: {NUM_WORKERS: 1}
+TEST: {EVALUATOR: AlignedReIDEvaluator, DISTANCE: global_local, IMS_PER_BATCH: 16, RERANK: {ENABLED: True}}
+OUTPUT_DIR: %(root)s/out
+"""
+
+
+def test_chain_matches_eval_only(tmp_path):
+    """preprocess -> Python MINDIR runner -> postprocess gives the metrics of the in-process
+    evaluation (DefaultTrainer.test, what --eval-only runs) of the same weights; the shell script
+    with --python-runner writes the same acc.log."""
+    from fastreid_ms.config import get_cfg
+    from fastreid_ms.data import build_dataset
+    from fastreid_ms.engine.trainer import DefaultTrainer
+    from fastreid_ms.evaluation import results_table
+    from fastreid_ms.modeling import build_model
+    from fastreid_ms.modeling.export_wrapper import export_inference_model
+    from fastreid_ms.utils.checkpoint import Checkpointer
+
+    cfg_file = tmp_path / "tiny.yml"
+    cfg_file.write_text(E2E_CONFIG % {"root": tmp_path / "data"})
+    cfg = get_cfg()
+    cfg.merge_from_file(str(cfg_file))
+    ms.set_seed(0)
+    model = build_model(cfg)
+    rng = np.random.RandomState(0)
+    for name, p in model.parameters_and_names():
+        if name.endswith("moving_mean"):
+            p.set_data(ms.Tensor(rng.randn(*p.shape).astype(np.float32) * 0.1))
+    model.set_train(False)
+    ckpt = Checkpointer(model, str(tmp_path)).save("model_final", tag_last=False)
+
+    expected = DefaultTrainer.test(cfg, model)["Synthetic"]
+    assert "RK mAP" in expected
+
+    dataset = build_dataset(cfg, "Synthetic")
+    query_dir = os.path.dirname(dataset.query[0][0])
+    gallery_dir = os.path.dirname(dataset.gallery[0][0])
+    mindir, _ = export_inference_model(model, "MINDIR", str(tmp_path / "tiny"), (64, 32), batch_size=None)
+
+    pre, runner, post = load_script("preprocess"), load_script("infer_mindir"), load_script("postprocess")
+    rows = pre.preprocess(cfg, query_dir, gallery_dir, str(tmp_path / "prep"))
+    assert [(r[1], r[2]) for r in rows["query"]] == [(p, c) for _, p, c in dataset.query]
+    assert [(r[1], r[2]) for r in rows["gallery"]] == [(p, c) for _, p, c in dataset.gallery]
+    for split in ("query", "gallery"):
+        runner.run_mindir(mindir, str(tmp_path / "prep" / split), str(tmp_path / "res" / split), batch_size=8)
+    results = post.postprocess(cfg, str(tmp_path / "prep"), str(tmp_path / "res"), str(tmp_path / "acc.log"))
+    assert list(results) == list(expected)
+    for key in expected:
+        assert results[key] == pytest.approx(expected[key], abs=1e-6), key
+    log = (tmp_path / "acc.log").read_text()
+    assert results_table(expected) in log
+    assert f"mAP: {expected['mAP']:.1f}%" in log and f"mAP(RK): {expected['RK mAP']:.1f}%" in log
+
+    # The shell script, Python runner, the same weights re-exported through tools/export.py.
+    export = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--config-file", str(cfg_file),
+                             "--output", str(tmp_path / "cli"), "--batch-size", "1", "MODEL.WEIGHTS", ckpt],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert export.stdout.strip().endswith(str(tmp_path / "cli.mindir"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    res = subprocess.run(["bash", SCRIPT, str(tmp_path / "cli.mindir"), query_dir, gallery_dir,
+                          "--config-file", str(cfg_file), "--python-runner"],
+                         cwd=run_dir, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHON=sys.executable))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert (run_dir / "acc.log").read_text() == log
+    assert sorted(os.listdir(run_dir / "infer_310")) == sorted([
+        "infer_gallery.log", "infer_query.log", "postprocess.log", "preprocess.log", "prep", "result_Files"])
