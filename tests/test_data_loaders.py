@@ -110,6 +110,25 @@ def test_iters_per_epoch_longer_than_sampler(synthetic_cfg):
     assert all(len(set(b[1].tolist())) == 4 for b in batches)
 
 
+def test_several_training_datasets_keep_ids_apart(synthetic_root, synthetic_cfg, tmp_path):
+    from _builders import market_name, write_three_splits
+    root = os.path.join(str(tmp_path), "root")
+    shutil.copytree(synthetic_root, root)
+    write_three_splits(os.path.join(root, "market1501"),
+                       [market_name(pid, cam, pid * 10 + cam) for pid in (3, 5, 8, 9)
+                        for cam in (1, 2)],
+                       [market_name(1, 1)], [market_name(1, 2)])
+    synthetic_cfg.DATASETS.ROOT = root
+    synthetic_cfg.DATASETS.NAMES = ["Synthetic", "Market1501"]
+    loader = build_reid_train_loader(synthetic_cfg, rank=0, world_size=1)
+    assert loader.num_classes == 12 + 4
+    pids = sorted({pid for _, pid, _ in loader.items})
+    assert pids == list(range(16))
+    market_pids = {pid for path, pid, _ in loader.items if "market1501" in path}
+    assert market_pids == {12, 13, 14, 15}
+    assert len(loader) == 16 // 4
+
+
 def test_train_divisibility_error_from_config(synthetic_cfg):
     synthetic_cfg.SOLVER.IMS_PER_BATCH = 10
     synthetic_cfg.DATALOADER.NUM_INSTANCE = 4
