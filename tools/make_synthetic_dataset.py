@@ -44,7 +44,7 @@ def main(argv=None) -> int:
                                   "choose another --output.")
         start = time.perf_counter()
         write_dataset_atomic(args.output, params)
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Wrote the synthetic dataset to {os.path.abspath(args.output)} "

@@ -33,7 +33,12 @@ class Synthetic(Market1501):
         if not os.path.isfile(os.path.join(path, "synthetic.json")):
             get_logger().info("Drawing the synthetic dataset %s into %s",
                               dataclasses.asdict(self.params), os.path.abspath(path))
-            write_dataset_atomic(path, self.params)
+            try:
+                write_dataset_atomic(path, self.params)
+            except OSError as exc:
+                raise OSError(f"Could not draw the synthetic dataset into {os.path.abspath(path)}: "
+                              f"{exc}. Set DATASETS.ROOT to a writable folder with free space."
+                              ) from exc
         self.dataset_dirs = (folder,)
         self.num_cameras = self.params.num_cameras
         super().__init__(root=root, verbose=verbose)
