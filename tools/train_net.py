@@ -28,14 +28,21 @@ EXIT_NONFINITE_LOSS = 3
 def main(args):
     from fastreid_ms.config import ConfigError
     from fastreid_ms.engine import DefaultTrainer, default_setup, setup_cfg
+    from fastreid_ms.engine.launch import setup_distributed
+    from fastreid_ms.utils import comm
     from fastreid_ms.utils.checkpoint import Checkpointer
 
     cfg = setup_cfg(args)
+    # Under msrun or an Ascend rank table: check the batch split, then join the job
+    # (msrun's scheduler process stays in this call until the workers end).
+    cfg = setup_distributed(cfg, eval_only=args.eval_only)
     default_setup(cfg, args)
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS:
             raise ConfigError("--eval-only needs the weights to evaluate: add "
                               "MODEL.WEIGHTS path/to/model_final.ckpt to the command line.")
+        if not comm.is_main_process():
+            return None  # evaluation runs once, on rank 0
         model = DefaultTrainer.build_model(cfg)
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
         return DefaultTrainer.test(cfg, model)
@@ -48,8 +55,9 @@ def _user_errors():
     """Exception types whose message is the whole story (no traceback)."""
     from fastreid_ms.config import ConfigError
     from fastreid_ms.data import DatasetLayoutError
+    from fastreid_ms.engine.launch import LaunchError
     from fastreid_ms.utils.checkpoint import CheckpointError
-    errors = [ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError]
+    errors = [ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError, LaunchError]
     try:
         from fastreid_ms.data import ImageReadError
         errors.append(ImageReadError)

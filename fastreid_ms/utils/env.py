@@ -83,8 +83,12 @@ def set_mindspore_context(device: str, mode: str = "GRAPH", device_id: int = Non
         raise ValueError(f"Unknown execution mode '{mode}': use GRAPH or PYNATIVE.")
     if device_id is None:
         device_id = int(os.environ.get("DEVICE_ID", "0") or 0)
-    if device == "CPU":
-        ms.set_device("CPU")
-    else:
-        ms.set_device(device, device_id)
+    from . import comm
+    # After fastreid_ms.engine.launch.init_distributed the device is set and cannot change
+    # (msrun may have given this rank another device id than DEVICE_ID says).
+    if not comm.is_initialized():
+        if device == "CPU":
+            ms.set_device("CPU")
+        else:
+            ms.set_device(device, device_id)
     ms.set_context(mode=ms.GRAPH_MODE if mode_key == "GRAPH" else ms.PYNATIVE_MODE)
