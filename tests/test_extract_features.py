@@ -152,13 +152,34 @@ def test_rank_gallery_global_distance(tmp_path, setup, capsys):
     assert [r[3] for r in ranked2] == [r[3] for r in ranked]
 
 
-def test_rank_gallery_aligned_distance_self_match(setup):
-    cfg_file, ckpt, _, folder, _ = setup
+def slow_dmli(a, b):
+    """DMLI of two (P, C) part sets: squashed part distances, shortest right/down path length."""
+    p = a.shape[0]
+    d = np.sqrt(((a[:, None, :].astype(np.float64) - b[None, :, :]) ** 2).sum(-1))
+    d = (np.exp(d) - 1) / (np.exp(d) + 1)
+    acc = np.zeros((p, p))
+    for i in range(p):
+        for j in range(p):
+            prev = [acc[i - 1, j]] if i > 0 else []
+            prev += [acc[i, j - 1]] if j > 0 else []
+            acc[i, j] = d[i, j] + (min(prev) if prev else 0.0)
+    return acc[-1, -1]
+
+
+def test_rank_gallery_aligned_distance(setup):
+    cfg_file, ckpt, model, folder, names = setup
     tool = load_tool("rank_gallery")
     query = str(folder / "0003_c2s1_000010_00.jpg")
     ranked = tool.main(["--config-file", cfg_file, "--query", query, "--gallery", str(folder),
-                        "MODEL.WEIGHTS", ckpt])
-    assert len(ranked) == 5
-    assert ranked[0][3] == query
-    dists = [r[1] for r in ranked]
-    assert dists == sorted(dists) and abs(dists[0]) < 1e-3
+                        "MODEL.WEIGHTS", ckpt, "TEST.EVALUATOR", "AlignedReIDEvaluator",
+                        "TEST.DISTANCE", "global_local", "TEST.METRIC", "euclidean"])
+    paths = [str(folder / n) for n in names]
+    g = model_features(model, paths)
+    q = model_features(model, [query])
+    unit = lambda v: v.astype(np.float64) / np.linalg.norm(v)  # noqa: E731  (the seed normalises)
+    ref = np.array([((unit(g["global"][i]) - unit(q["global"][0])) ** 2).sum()
+                    + slow_dmli(q["local"][0], g["local"][i]) for i in range(len(paths))])
+    order = np.argsort(ref, kind="stable")
+    assert len(ranked) == 5 and ranked[0][3] == query
+    assert [r[3] for r in ranked] == [paths[i] for i in order]
+    np.testing.assert_allclose([r[1] for r in ranked], ref[order], rtol=1e-3, atol=1e-3)
