@@ -45,7 +45,13 @@ def main(args):
             return None  # evaluation runs once, on rank 0
         model = DefaultTrainer.build_model(cfg)
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-        return DefaultTrainer.test(cfg, model)
+        results = DefaultTrainer.test(cfg, model)
+        if cfg.OUTPUT_DIR:  # one record per test set, as training writes (read by tools/compare.py)
+            from fastreid_ms.utils.events import append_metrics
+            for name, res in results.items():
+                append_metrics(cfg.OUTPUT_DIR, {"eval_only": True, "weights": cfg.MODEL.WEIGHTS,
+                                                "dataset": name, **res})
+        return results
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
