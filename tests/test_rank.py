@@ -127,3 +127,19 @@ def test_cuhk03_single_shot_expectation():
                               protocol="cuhk03", repeats=4000, seed=1)
     # positive at 0.1 (rank 1) or at 0.4 (rank 2: the other id always comes first)
     np.testing.assert_allclose(cmc, [0.5, 1.0], atol=0.03)
+
+
+def test_per_query_metrics_match_slow_loop():
+    from fastreid_ms.evaluation.rank import per_query_metrics
+    rng = np.random.default_rng(9)
+    dist, q_pids, g_pids, q_camids, g_camids = random_case(rng, levels=5)
+    ap, first = per_query_metrics(dist, q_pids, g_pids, q_camids, g_camids)
+    for i in range(dist.shape[0]):
+        has = ((g_pids == q_pids[i]) & (g_camids != q_camids[i])).any()
+        if not has:
+            assert np.isnan(ap[i]) and first[i] == 0
+            continue
+        cmc, m, _ = slow_rank(dist[i:i + 1], q_pids[i:i + 1], g_pids, q_camids[i:i + 1], g_camids,
+                              dist.shape[1])
+        assert ap[i] == pytest.approx(m)
+        assert first[i] == int(np.argmax(cmc > 0)) + 1

@@ -16,7 +16,7 @@ import numpy as np
 
 logger = logging.getLogger("fastreid_ms")
 
-__all__ = ["evaluate_rank"]
+__all__ = ["evaluate_rank", "per_query_metrics"]
 
 # Elements of the distance matrix handled per block (about 32 MB of float32 per array).
 _BLOCK_ELEMENTS = 8_000_000
@@ -71,6 +71,26 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, prot
     return cmc.astype(np.float64), float(ap.mean()), float(inp.mean())
 
 
+def per_query_metrics(distmat, q_pids, g_pids, q_camids, g_camids):
+    """Per query (Market-1501 protocol): ``(ap, first_rank)``, float64 (Q,) and int64 (Q,);
+    NaN AP and rank 0 for queries without a correct match in the gallery."""
+    distmat = np.asarray(distmat)
+    q_pids, g_pids = np.asarray(q_pids).ravel(), np.asarray(g_pids).ravel()
+    q_camids, g_camids = np.asarray(q_camids).ravel(), np.asarray(g_camids).ravel()
+    _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids, 1, "market")
+    num_q, num_g = distmat.shape
+    ap = np.full(num_q, np.nan)
+    first = np.zeros(num_q, dtype=np.int64)
+    block = max(1, _BLOCK_ELEMENTS // max(num_g, 1))
+    for start in range(0, num_q, block):
+        stop = min(start + block, num_q)
+        f, a, _, rows = _rank_block(distmat[start:stop], q_pids[start:stop], g_pids,
+                                    q_camids[start:stop], g_camids, None, None, True)
+        ap[start + rows] = a
+        first[start + rows] = f
+    return ap, first
+
+
 def _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, protocol):
     if distmat.ndim != 2:
         raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {distmat.shape}")
@@ -106,20 +126,35 @@ def _draw_one_per_identity(rng, g_pids, repeats):
     return draws
 
 
-def _stable_order(dist):
-    """Row-wise argsort with ties broken by index: the fast (unstable) sort, then the rows
-    holding ties redone with a stable sort."""
+def _positions(code_sorted, value):
+    """Flattened (row * num_g + sorted position) of the entries equal to ``value``, row-major."""
+    return np.flatnonzero(code_sorted == value)
+
+
+def _order_with_ties_resolved(dist, code):
+    """Row-wise argsort whose order equals a stable sort wherever it matters: the fast
+    (unstable) sort, then the rows where a correct match ties with a neighbour redone stably."""
     order = np.argsort(dist, axis=1)
-    sorted_d = np.take_along_axis(dist, order, axis=1)
-    tie_rows = np.nonzero((sorted_d[:, 1:] == sorted_d[:, :-1]).any(axis=1))[0]
+    code_sorted = np.take_along_axis(code, order, axis=1)
+    num_g = dist.shape[1]
+    pos_flat = _positions(code_sorted, 1)
+    rows, cols = pos_flat // num_g, pos_flat % num_g
+    value = dist[rows, order[rows, cols]]
+    tie = np.zeros(rows.shape[0], dtype=bool)
+    left = cols > 0
+    tie[left] = dist[rows[left], order[rows[left], cols[left] - 1]] == value[left]
+    right = cols < num_g - 1
+    tie[right] |= dist[rows[right], order[rows[right], cols[right] + 1]] == value[right]
+    tie_rows = np.unique(rows[tie])
     if tie_rows.size:
         order[tie_rows] = np.argsort(dist[tie_rows], axis=1, kind="stable")
-    return order
+        code_sorted[tie_rows] = np.take_along_axis(code[tie_rows], order[tie_rows], axis=1)
+    return order, code_sorted
 
 
-def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws):
+def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws, with_rows=False):
     """Per valid query of the block: rank of the first correct match (1-based; per draw for
-    cuhk03), AP and INP."""
+    cuhk03), AP and INP (and the block rows of the valid queries when ``with_rows``)."""
     num_b, num_g = dist.shape
     same_pid = g_pids[None, :] == q_pids[:, None]
     invalid = (same_pid & (g_camids[None, :] == q_camids[:, None])) | (g_pids[None, :] == -1)
@@ -127,17 +162,17 @@ def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws):
     has_pos = positive.any(axis=1)
     if not has_pos.any():
         shape = (0,) if rng is None else (0, neg_draws.shape[0])
-        return np.zeros(shape), np.zeros(0), np.zeros(0)
+        empty = (np.zeros(shape, dtype=np.int64), np.zeros(0), np.zeros(0))
+        return empty + (np.zeros(0, dtype=np.int64),) if with_rows else empty
     rows = np.nonzero(has_pos)[0]
     dist, positive, invalid, same_pid = dist[rows], positive[rows], invalid[rows], same_pid[rows]
 
-    order = _stable_order(dist)
     code = positive.astype(np.int8) + 2 * invalid.astype(np.int8)
-    code_sorted = np.take_along_axis(code, order, axis=1)
+    order, code_sorted = _order_with_ties_resolved(dist, code)
 
     # Flattened (row * num_g + sorted position) of positives and of left-out samples, row-major.
-    pos_flat = np.flatnonzero(code_sorted == 1)
-    inv_flat = np.flatnonzero(code_sorted == 2)
+    pos_flat = _positions(code_sorted, 1)
+    inv_flat = _positions(code_sorted, 2)
     pos_row = pos_flat // num_g
     pos_col = pos_flat - pos_row * num_g
     inv_before = (np.searchsorted(inv_flat, pos_flat)
@@ -154,7 +189,7 @@ def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws):
 
     if rng is None:
         first = rank[group_start].astype(np.int64)
-        return first, ap, inp
+        return (first, ap, inp, rows) if with_rows else (first, ap, inp)
 
     # CUHK03 single-gallery-shot: one drawn sample per other identity, one random positive.
     repeats = neg_draws.shape[0]

@@ -1,0 +1,344 @@
+#!/usr/bin/env python
+"""Benchmark of the evaluation pipeline: ours (exact and candidate re-ranking) against a
+faithful numpy re-implementation of the seed's pipeline (tools/seed_eval_reference.py), on
+synthetic features of Market-1501 size (or MSMT17 size with --msmt).
+
+Features: identities with part prototypes (P+2 stripes; each image sees P of them, shifted, so
+alignment matters), camera biases and noise; the 2048-d global feature is a projection of the
+parts plus an identity term and noise, so global and local distances agree as in a trained
+model. Some gallery samples are distractors (pid 0) and junk (pid -1; the seed's data loader
+drops junk, so the seed pipeline gets the gallery without it).
+
+Every pipeline runs in its own subprocess, so that its peak memory (RSS high-water mark) is
+clean; stage times come from the evaluator. Examples::
+
+    python tools/benchmark_eval.py --scale 0.2              # quick: about a minute
+    python tools/benchmark_eval.py                          # full Market-1501 size, seed included
+    python tools/benchmark_eval.py --msmt --skip-seed       # MSMT17 size, candidate mode only
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+MARKET = {"num_query": 3368, "num_gallery": 15913, "num_ids": 751, "num_cams": 6}
+MSMT = {"num_query": 11659, "num_gallery": 82161, "num_ids": 3060, "num_cams": 15}
+RANKS = (1, 5, 10, 20)
+PARTS = 8
+PART_NOISE = 1.6
+GLOBAL_NOISE = 1.6
+
+
+# ----------------------------------------------------------------------------- synthetic data
+def make_features(num_query, num_gallery, num_ids, num_cams, local_dims, seed=0,
+                  distractor_frac=0.17, junk_frac=0.02, global_dim=2048):
+    """Returns dict: global (N, 2048), local_<C> (N, 8, C) per C in local_dims, pids, camids
+    (queries first)."""
+    rng = np.random.default_rng(seed)
+    num_distractors = int(round(distractor_frac * num_gallery))
+    num_junk = int(round(junk_frac * num_gallery))
+    num_true = num_gallery - num_distractors - num_junk
+    q_counts = 1 + rng.multinomial(num_query - num_ids, np.full(num_ids, 1.0 / num_ids))
+    g_counts = 2 + rng.multinomial(num_true - 2 * num_ids, np.full(num_ids, 1.0 / num_ids))
+    q_pids = np.repeat(np.arange(1, num_ids + 1), q_counts)
+    g_pids = np.repeat(np.arange(1, num_ids + 1), g_counts)
+    # distractors: their own (unlabelled) identities; junk: random appearance
+    num_dis_ids = max(1, num_distractors // 4)
+    dis_ids = num_ids + 1 + rng.integers(0, num_dis_ids, num_distractors)
+    appearance = np.concatenate([q_pids, g_pids, dis_ids, np.full(num_junk, -1)])
+    pids = np.concatenate([q_pids, g_pids, np.zeros(num_distractors, np.int64),
+                           -np.ones(num_junk, np.int64)])
+    n = pids.shape[0]
+    camids = rng.integers(0, num_cams, n)
+    # queries and their correct matches should mostly come from other cameras
+    camids[:num_query] = rng.integers(0, num_cams, num_query)
+
+    total_ids = num_ids + 1 + num_dis_ids
+    shift = rng.integers(0, 3, n)
+    out = {"pids": pids, "camids": camids}
+    glob = np.zeros((n, global_dim), dtype=np.float32)
+    id_global = rng.standard_normal((total_ids, global_dim), dtype=np.float32)
+    for c_idx, dim in enumerate(local_dims):
+        prng = np.random.default_rng(seed + 101 + c_idx)
+        proto = prng.standard_normal((total_ids, PARTS + 2, dim), dtype=np.float32)
+        cam_bias = 0.5 * prng.standard_normal((num_cams, 1, dim), dtype=np.float32)
+        proj = prng.standard_normal((dim, global_dim), dtype=np.float32) / np.sqrt(dim)
+        local = np.empty((n, PARTS, dim), dtype=np.float32)
+        for s in range(0, n, 4096):
+            e = min(s + 4096, n)
+            app = appearance[s:e]
+            ids = np.where(app < 0, 0, app)
+            rows = np.arange(PARTS)[None, :] + shift[s:e, None]
+            parts = proto[ids[:, None], rows]                       # (b, P, C)
+            junk = app < 0
+            if junk.any():
+                parts[junk] = prng.standard_normal((int(junk.sum()), PARTS, dim), np.float32)
+            parts += cam_bias[camids[s:e]]
+            parts += PART_NOISE * prng.standard_normal(parts.shape, dtype=np.float32)
+            if c_idx == 0:
+                glob[s:e] = parts.mean(axis=1) @ proj
+            local[s:e] = parts / np.linalg.norm(parts, axis=2, keepdims=True)
+        out[f"local_{dim}"] = local
+    for s in range(0, n, 4096):
+        e = min(s + 4096, n)
+        ids = np.where(appearance[s:e] < 0, 0, appearance[s:e])
+        glob[s:e] += 0.6 * id_global[ids]
+        glob[s:e] += GLOBAL_NOISE * rng.standard_normal((e - s, global_dim), dtype=np.float32)
+        glob[s:e] = np.maximum(glob[s:e], 0)                   # post-ReLU, like pooled maps
+    out["global"] = glob
+    out["num_query"] = num_query
+    return out
+
+
+# ----------------------------------------------------------------------------- workers
+def _peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_rss_mb():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except OSError:
+        return float("nan")
+
+
+def _load(data_dir, dim):
+    feats = {"global": np.load(os.path.join(data_dir, "global.npy")),
+             "local": np.load(os.path.join(data_dir, f"local_{dim}.npy"))}
+    pids = np.load(os.path.join(data_dir, "pids.npy"))
+    camids = np.load(os.path.join(data_dir, "camids.npy"))
+    with open(os.path.join(data_dir, "meta.json")) as f:
+        meta = json.load(f)
+    return feats, pids, camids, meta["num_query"]
+
+
+def run_seed(data_dir, dim):
+    from tools.seed_eval_reference import (seed_eval_market1501, seed_global_distance,
+                                           seed_local_distance, seed_normalize, seed_re_ranking)
+    feats, pids, camids, nq = _load(data_dir, dim)
+    keep = np.ones(pids.shape[0], dtype=bool)
+    keep[nq:] = pids[nq:] != -1                 # the seed's data loader drops junk
+    glob, local, pids, camids = feats["global"][keep], feats["local"][keep], pids[keep], camids[keep]
+    q_pids, g_pids, q_cams, g_cams = pids[:nq], pids[nq:], camids[:nq], camids[nq:]
+    base = _current_rss_mb()
+    times = {}
+    t0 = time.perf_counter()
+    t = time.perf_counter()
+    qf, gf = seed_normalize(glob[:nq]), seed_normalize(glob[nq:])
+    distmat = seed_global_distance(qf, gf)
+    times["global"] = time.perf_counter() - t
+    t = time.perf_counter()
+    local_qg = seed_local_distance(local[:nq], local[nq:])
+    distmat = local_qg + distmat
+    times["local_qg"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cmc, mAP = seed_eval_market1501(distmat, q_pids, g_pids, q_cams, g_cams)
+    times["rank"] = time.perf_counter() - t
+    t = time.perf_counter()
+    local_qq = seed_local_distance(local[:nq], local[:nq])
+    times["local_qq"] = time.perf_counter() - t
+    t = time.perf_counter()
+    local_gg = seed_local_distance(local[nq:], local[nq:])
+    times["local_gg"] = time.perf_counter() - t
+    t = time.perf_counter()
+    local_dist = np.concatenate([np.concatenate([local_qq, local_qg], axis=1),
+                                 np.concatenate([local_qg.T, local_gg], axis=1)], axis=0)
+    del local_qq, local_gg
+    rk = seed_re_ranking(qf, gf, 20, 6, 0.3, local_distmat=local_dist)
+    del local_dist
+    times["rerank"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rk_cmc, rk_map = seed_eval_market1501(rk, q_pids, g_pids, q_cams, g_cams)
+    times["RK rank"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    metrics = {f"Rank-{r}": float(cmc[r - 1]) for r in RANKS}
+    metrics["mAP"] = float(mAP)
+    metrics.update({f"RK Rank-{r}": float(rk_cmc[r - 1]) for r in RANKS})
+    metrics["RK mAP"] = float(rk_map)
+    return {"times": times, "total": total, "metrics": metrics, "base_rss_mb": base}
+
+
+def run_ours(data_dir, dim, candidates):
+    import projects.AlignedReIDpp.alignedreidpp  # noqa: F401  (keys and evaluator)
+    from fastreid_ms.config import get_cfg
+    from fastreid_ms.evaluation import build_evaluator
+    feats, pids, camids, nq = _load(data_dir, dim)
+    cfg = get_cfg()
+    cfg.TEST.EVALUATOR = "AlignedReIDEvaluator"
+    cfg.TEST.DISTANCE = "global_local"
+    cfg.TEST.RERANK.ENABLED = True
+    cfg.TEST.RERANK.CANDIDATES = int(candidates)
+    ev = build_evaluator(cfg, nq)
+    ev.reset()
+    for s in range(0, pids.shape[0], 128):          # as a test loader would deliver them
+        ev.process({k: v[s:s + 128] for k, v in feats.items()}, pids[s:s + 128],
+                   camids[s:s + 128])
+    del feats
+    base = _current_rss_mb()
+    t0 = time.perf_counter()
+    res = ev.evaluate()
+    total = time.perf_counter() - t0
+    tm = ev.timings
+    times = {"global": tm.get("global", 0.0),
+             "local_qg": tm.get("local_qg", 0.0) + tm.get("local_candidates", 0.0),
+             "rank": tm.get("rank", 0.0),
+             "local_qq": tm.get("local_qq", 0.0),
+             "local_gg": tm.get("local_gg", 0.0),
+             "rerank": tm.get("rerank", 0.0) - tm.get("local_qq", 0.0) - tm.get("local_gg", 0.0),
+             "RK rank": tm.get("RK rank", 0.0)}
+    metrics = {k: v / 100.0 for k, v in res.items()}
+    return {"times": times, "total": total, "metrics": metrics, "base_rss_mb": base,
+            "detail": dict(tm)}
+
+
+def worker_main(args):
+    if args.worker == "seed":
+        out = run_seed(args.data, args.dim)
+    else:
+        out = run_ours(args.data, args.dim, args.candidates if args.worker == "candidate" else 0)
+    out["peak_rss_mb"] = _peak_rss_mb()
+    with open(args.result, "w") as f:
+        json.dump(out, f)
+
+
+# ----------------------------------------------------------------------------- driver
+STAGES = ("global", "local_qg", "rank", "local_qq", "local_gg", "rerank", "RK rank")
+METRICS = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP")
+
+
+def _spawn(kind, data_dir, dim, candidates):
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        result = f.name
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--data", data_dir,
+           "--dim", str(dim), "--candidates", str(candidates), "--result", result]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        print(f"[benchmark] {kind} (parts of {dim}) failed with exit code {proc.returncode}",
+              flush=True)
+        return None
+    with open(result) as f:
+        out = json.load(f)
+    os.remove(result)
+    out["wall"] = wall
+    return out
+
+
+def _max_diff(a, b, keys):
+    return max(abs(a["metrics"][k] - b["metrics"][k]) for k in keys
+               if k in a["metrics"] and k in b["metrics"])
+
+
+def report(dim, runs, sizes):
+    from tabulate import tabulate
+    lines = [f"\n== local parts 8 x {dim}; {sizes['num_query']} queries x {sizes['num_gallery']} "
+             "gallery (times in seconds, memory in GB) =="]
+    rows = []
+    seed = runs.get("seed")
+    exact = runs.get("exact")
+    for name, run in runs.items():
+        if run is None:
+            continue
+        row = [name] + [run["times"].get(s, 0.0) for s in STAGES] + [run["total"],
+                                                                      run["peak_rss_mb"] / 1024]
+        row.append(f"{seed['total'] / run['total']:.1f}x" if seed and name != "seed" else "")
+        rows.append(row)
+    lines.append(tabulate(rows, headers=["pipeline"] + list(STAGES) + ["total", "peak RSS",
+                                                                       "speed-up"],
+                          floatfmt=".2f"))
+    mrows = []
+    keys = list(METRICS) + ["RK " + k for k in METRICS]
+    for name, run in runs.items():
+        if run is None:
+            continue
+        row = [name] + [100 * run["metrics"].get(k, float("nan")) for k in keys]
+        row.append(f"{_max_diff(run, seed, keys):.2e}" if seed and name != "seed" else "")
+        row.append(f"{100 * _max_diff(run, exact, ['Rank-1', 'mAP', 'RK Rank-1', 'RK mAP']):.3f}"
+                   if exact and name == "candidate" else "")
+        mrows.append(row)
+    lines.append(tabulate(mrows, headers=["pipeline"] + keys + ["max |diff| vs seed (fraction)",
+                                                                 "R1/mAP diff vs exact (points)"],
+                          floatfmt=".2f"))
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="fraction of the Market-1501 (or MSMT17) sizes")
+    parser.add_argument("--msmt", action="store_true",
+                        help="MSMT17 size (11,659 x 82,161): candidate mode, ours only")
+    parser.add_argument("--skip-seed", action="store_true", help="do not run the seed pipeline")
+    parser.add_argument("--local-dims", default="128,2048",
+                        help="part feature sizes, comma-separated (the seed runs with the first)")
+    parser.add_argument("--exact-all", action="store_true",
+                        help="also run the exact mode for part sizes above 512 (slow)")
+    parser.add_argument("--candidates", type=int, default=100, help="TEST.RERANK.CANDIDATES")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="", help="also write the tables to this file")
+    parser.add_argument("--worker", choices=["seed", "exact", "candidate"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--dim", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(args)
+        return None
+
+    base = MSMT if args.msmt else MARKET
+    sizes = {k: max(1, int(round(v * args.scale))) for k, v in base.items()}
+    sizes["num_cams"] = base["num_cams"]
+    sizes["num_ids"] = max(10, min(sizes["num_ids"], sizes["num_query"]))
+    dims = [int(d) for d in args.local_dims.split(",") if d]
+    if args.msmt:
+        dims = dims[:1]
+    print(f"[benchmark] sizes {sizes}, part sizes {dims}, candidates {args.candidates}", flush=True)
+    texts = []
+    with tempfile.TemporaryDirectory(prefix="bench_eval_") as data_dir:
+        t = time.perf_counter()
+        data = make_features(sizes["num_query"], sizes["num_gallery"], sizes["num_ids"],
+                             sizes["num_cams"], dims, seed=args.seed)
+        np.save(os.path.join(data_dir, "global.npy"), data["global"])
+        for d in dims:
+            np.save(os.path.join(data_dir, f"local_{d}.npy"), data[f"local_{d}"])
+        np.save(os.path.join(data_dir, "pids.npy"), data["pids"])
+        np.save(os.path.join(data_dir, "camids.npy"), data["camids"])
+        with open(os.path.join(data_dir, "meta.json"), "w") as f:
+            json.dump({"num_query": data["num_query"]}, f)
+        del data
+        print(f"[benchmark] features generated in {time.perf_counter() - t:.1f} s", flush=True)
+        for i, dim in enumerate(dims):
+            runs = {}
+            if not args.msmt and not args.skip_seed and i == 0:
+                print(f"[benchmark] seed pipeline, parts of {dim} ...", flush=True)
+                runs["seed"] = _spawn("seed", data_dir, dim, 0)
+            if not args.msmt and (dim <= 512 or args.exact_all):
+                print(f"[benchmark] ours, exact re-ranking, parts of {dim} ...", flush=True)
+                runs["exact"] = _spawn("exact", data_dir, dim, 0)
+            print(f"[benchmark] ours, candidate re-ranking (K={args.candidates}), parts of "
+                  f"{dim} ...", flush=True)
+            runs["candidate"] = _spawn("candidate", data_dir, dim, args.candidates)
+            texts.append(report(dim, runs, sizes))
+    if args.output:
+        from fastreid_ms.utils.file_io import atomic_write_text
+        atomic_write_text(args.output, "\n".join(texts) + "\n")
+    return texts
+
+
+if __name__ == "__main__":
+    main()
