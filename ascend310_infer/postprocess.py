@@ -139,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
+    if misplaced:
+        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
     from fastreid_ms.engine.defaults import setup_cfg
     from fastreid_ms.utils.logger import setup_logger
     cfg = setup_cfg(args)
@@ -151,6 +155,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, ValueError) as exc:
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
         print(f"postprocess.py: error: {exc}", file=sys.stderr)
         sys.exit(2)

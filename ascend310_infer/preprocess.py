@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
+    if misplaced:
+        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
     from fastreid_ms.engine.defaults import setup_cfg
     cfg = setup_cfg(args)
     out = preprocess(cfg, args.query_dir, args.gallery_dir, args.output_dir)
@@ -104,6 +108,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (OSError, ValueError) as exc:
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
         print(f"preprocess.py: error: {exc}", file=sys.stderr)
         sys.exit(2)

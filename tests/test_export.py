@@ -227,3 +227,17 @@ def test_export_command_line(tmp_path, tiny_model, images, reference):
         tool.main(["--config-file", cfg_file, "--format", "AIR", "MODEL.WEIGHTS", ckpt])
     with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty"):
         tool.main(["--config-file", cfg_file])
+
+
+def test_export_cli_user_errors(tmp_path, capsys):
+    tool = load_export_tool()
+    cfg_file = write_config(tmp_path / "tiny.yml")
+    with pytest.raises(SystemExit):
+        tool.main(["--config-file", cfg_file, "MODEL.WEIGHTS", "x.ckpt", "--format", "ONNX"])
+    assert "option --format must come before the KEY VALUE config overrides" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.main(["--config-file", cfg_file, "--format", "TFLITE"])
+    assert "invalid choice: 'TFLITE'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--batch-size must be a positive integer or 'dynamic', got 'some'"):
+        tool.main(["--config-file", cfg_file, "--batch-size", "some"])
+

@@ -55,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> str:
     """Parse ``argv``, export, return the path written. Raises on errors (see ``cli``)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
+    if misplaced:
+        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
     if args.ckpt_file:
         args.opts = list(args.opts or []) + ["MODEL.WEIGHTS", args.ckpt_file]
     batch_size = parse_batch_size(args.batch_size)
@@ -79,7 +83,7 @@ def main(argv=None) -> str:
 def cli() -> int:
     try:
         main()
-    except (ValueError, RuntimeError, FileNotFoundError, TypeError) as exc:
+    except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -128,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> str:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
+    if misplaced:
+        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
     from fastreid_ms.engine.defaults import setup_cfg
     from fastreid_ms.utils.logger import setup_logger
     cfg = setup_cfg(args)
@@ -148,6 +152,6 @@ def main(argv=None) -> str:
 if __name__ == "__main__":
     try:
         main()
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
         print(f"extract_features.py: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -63,7 +63,11 @@ def main(argv=None):
     from fastreid_ms.engine.defaults import setup_cfg
     from fastreid_ms.utils.logger import setup_logger
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
+    if misplaced:
+        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
     cfg = setup_cfg(args)
     setup_logger(None)
     if not os.path.isfile(args.query):
@@ -97,6 +101,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
         print(f"rank_gallery.py: error: {exc}", file=sys.stderr)
         sys.exit(2)
