@@ -192,9 +192,9 @@ def format_table(rows, floatfmt: str = ".2f") -> str:
 
 def csv_text(rows) -> str:
     """All rows as CSV: name, dataset, epoch, every metric seen, seconds, status, output_dir."""
-    metrics = [k for k in METRIC_KEYS + EXTRA_METRIC_KEYS if any(k in r for r in rows)]
-    metrics += [RERANK_PREFIX + k for k in METRIC_KEYS + EXTRA_METRIC_KEYS
-                if any(RERANK_PREFIX + k in r for r in rows)]
+    order = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")
+    metrics = [k for k in order if any(k in r for r in rows)]
+    metrics += [RERANK_PREFIX + k for k in order if any(RERANK_PREFIX + k in r for r in rows)]
     fields = ["name", "dataset", "epoch"] + metrics + ["seconds", "status", "output_dir"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
