@@ -74,23 +74,26 @@ class TrainStep:
         self.grad_reducer = grad_reducer
         self.jit = jit
         self._unit_scale = ms.Tensor(1.0, ms.float32)
+        self._names = None
 
         def forward(images, targets):
             losses = model(images, targets)
-            # The aux output is the model's dict itself: building a new dict, or nesting it in
-            # a tuple, is mis-compiled by MindSpore 2.10's graph mode.
+            # The aux output is a tuple of the values: a dict there (alone or nested), or
+            # the names as strings, is mis-compiled by MindSpore 2.10's graph mode for some
+            # models. The names are found once on the host (see loss_names).
+            values = tuple(losses.values())
             total = 0
-            for value in losses.values():
+            for value in values:
                 total = total + ops.cast(value, ms.float32)
             scaled = loss_scaler.scale(total) if loss_scaler is not None else total
-            return scaled, losses
+            return scaled, values
 
         grad_fn = ms.value_and_grad(forward, None, optimizer.parameters, has_aux=True)
         scaler, reducer, opt = loss_scaler, grad_reducer, optimizer
         unit_scale = self._unit_scale
 
         def step(images, targets):
-            (_, losses), grads = grad_fn(images, targets)
+            (_, values), grads = grad_fn(images, targets)
             if reducer is not None:
                 grads = reducer(grads)
             if scaler is not None:
@@ -105,12 +108,37 @@ class TrainStep:
                 opt(grads)
             else:
                 ops.assign_add(opt.global_step, ops.ones_like(opt.global_step))
-            return losses, finite, scale
+            return values, finite, scale
 
         self._step = ms.jit(step) if jit else step
 
+    def loss_names(self, images, targets) -> Tuple[str, ...]:
+        """Names of the model's losses, in the order of its output dict.
+
+        ``model.loss_names`` when the model has it (Baseline does); otherwise one forward
+        pass that returns only the keys, with the BN statistics it would move restored.
+        """
+        if self._names is None:
+            names = getattr(self.model, "loss_names", None)
+            if names is None:
+                saved = [(p, p.asnumpy().copy()) for p in self.model.untrainable_params()]
+                model = self.model
+
+                def keys(images, targets):
+                    return tuple(model(images, targets).keys())
+
+                names = ms.jit(keys)(images, targets) if self.jit else keys(images, targets)
+                for param, value in saved:
+                    param.set_data(ms.Tensor(value, param.dtype))
+            self._names = tuple(str(n) for n in names)
+        return self._names
+
     def __call__(self, images, targets):
-        return self._step(images, targets)
+        values, finite, scale = self._step(images, targets)
+        names = self.loss_names(images, targets)
+        if len(names) != len(values):
+            raise RuntimeError(f"The model returned {len(values)} losses but names {names}.")
+        return dict(zip(names, values)), finite, scale
 
 
 def losses_to_floats(losses: Dict) -> Dict[str, float]:
