@@ -112,11 +112,7 @@ def postprocess(cfg, preprocess_dir: str, result_dir: str, output: str = "acc.lo
     results = evaluator.evaluate()
     header = (f"fastreid_ms inference results: {num_query} query and {len(pids) - num_query} "
               f"gallery images, features {', '.join(f'{k} {v.shape[1:]}' for k, v in features.items())}")
-    notes = []
-    if cfg.TEST.FLIP.ENABLED:
-        notes.append("note: TEST.FLIP.ENABLED is set, but the exported graph has no flip "
-                     "averaging; these features are of the unflipped images only.")
-    text = "\n".join([header, *notes, results_table(results), "", seed_style_report(results)]) + "\n"
+    text = "\n".join([header, results_table(results), "", seed_style_report(results)]) + "\n"
     atomic_write_text(output, text)
     print(text, end="")
     return results

@@ -125,6 +125,26 @@ def test_onnx_parity(tmp_path, tiny_model, images, reference, batch_size):
             assert relative_error(value, reference[name][:1]) <= 1e-3
 
 
+@pytest.mark.parametrize("fmt", ["MINDIR", "ONNX"])
+def test_flip_averaged_export(tmp_path, tiny_model, images, reference, fmt):
+    """TEST.FLIP.ENABLED: the graph returns the mean of the features of the images and of
+    their mirror images, as the evaluation computes them."""
+    mirrored = tiny_model(ms.Tensor(np.ascontiguousarray(images[..., ::-1])))
+    expected = {k: (reference[k] + mirrored[k].asnumpy()) * np.float32(0.5) for k in reference}
+    assert relative_error(expected["global"], reference["global"]) > 1e-3  # flipping matters
+    path, names = export_inference_model(tiny_model, fmt, str(tmp_path / "flip"), (HEIGHT, WIDTH),
+                                         batch_size=None, flip=True)
+    if fmt == "MINDIR":
+        out = [v.asnumpy() for v in nn.GraphCell(ms.load(path))(ms.Tensor(images))]
+        for value, name in zip(out, names):
+            np.testing.assert_allclose(value, expected[name], rtol=1e-6, atol=1e-6)
+    else:
+        ort = pytest.importorskip("onnxruntime")
+        out = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"images": images})
+        for value, name in zip(out, names):
+            assert relative_error(value, expected[name]) <= 1e-3
+
+
 def test_air_refused_off_ascend(tmp_path, tiny_model):
     ms.set_device("CPU")
     with pytest.raises(RuntimeError, match="AIR export needs an Ascend device .*runs on CPU.*export MINDIR"):

@@ -393,15 +393,17 @@ DATASETS:
   ROOT: %(root)s
   SYNTHETIC: {NUM_TRAIN_IDS: 4, NUM_TEST_IDS: 8, IMAGES_PER_ID: 4, NUM_CAMERAS: 3, HEIGHT: 64, WIDTH: 32}
 DATALOADER: {NUM_WORKERS: 1}
-TEST: {EVALUATOR: AlignedReIDEvaluator, DISTANCE: global_local, IMS_PER_BATCH: 16, RERANK: {ENABLED: True}}
+TEST: {EVALUATOR: AlignedReIDEvaluator, DISTANCE: global_local, IMS_PER_BATCH: 16, RERANK: {ENABLED: True},
+       FLIP: {ENABLED: True}}
 OUTPUT_DIR: %(root)s/out
 """
 
 
 def test_chain_matches_eval_only(tmp_path):
     """preprocess -> Python MINDIR runner -> postprocess gives the metrics of the in-process
-    evaluation (DefaultTrainer.test, what --eval-only runs) of the same weights; the shell script
-    with --python-runner writes the same acc.log."""
+    evaluation (DefaultTrainer.test, what --eval-only runs) of the same weights, re-ranking and
+    flip averaging (exported into the graph) included; the shell script with --python-runner
+    writes the same acc.log."""
     from fastreid_ms.config import get_cfg
     from fastreid_ms.data import build_dataset
     from fastreid_ms.engine.trainer import DefaultTrainer
@@ -429,7 +431,8 @@ def test_chain_matches_eval_only(tmp_path):
     dataset = build_dataset(cfg, "Synthetic")
     query_dir = os.path.dirname(dataset.query[0][0])
     gallery_dir = os.path.dirname(dataset.gallery[0][0])
-    mindir, _ = export_inference_model(model, "MINDIR", str(tmp_path / "tiny"), (64, 32), batch_size=None)
+    mindir, _ = export_inference_model(model, "MINDIR", str(tmp_path / "tiny"), (64, 32), batch_size=None,
+                                       flip=cfg.TEST.FLIP.ENABLED)
 
     pre, runner, post = load_script("preprocess"), load_script("infer_mindir"), load_script("postprocess")
     rows = pre.preprocess(cfg, query_dir, gallery_dir, str(tmp_path / "prep"))

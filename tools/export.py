@@ -8,9 +8,10 @@
 The graph takes float32 images (N, 3, H, W) with H, W = INPUT.SIZE_TEST, resized and
 normalised as the test transform does (ascend310_infer/preprocess.py writes such inputs),
 and returns a tuple of features in a fixed order: (global (N, D), local (N, P, C)) for
-AlignedReID++ (see fastreid_ms/modeling/export_wrapper.py). A dynamic batch is available for
-MINDIR and ONNX; AIR needs an Ascend device and a fixed batch. The file is written
-atomically (a temporary file beside it, renamed when complete).
+AlignedReID++ (see fastreid_ms/modeling/export_wrapper.py); with TEST.FLIP.ENABLED the
+graph averages them with those of the mirrored images, as the evaluation does. A dynamic
+batch is available for MINDIR and ONNX; AIR needs an Ascend device and a fixed batch. The
+file is written atomically (a temporary file beside it, renamed when complete).
 """
 import argparse
 import os
@@ -74,7 +75,7 @@ def main(argv=None) -> str:
     model.set_train(False)
     output = args.output or os.path.join(cfg.OUTPUT_DIR, "model")
     path, names = export_inference_model(model, args.format, output, cfg.INPUT.SIZE_TEST,
-                                         batch_size=batch_size)
+                                         batch_size=batch_size, flip=bool(cfg.TEST.FLIP.ENABLED))
     logger.info("Outputs in order: %s", ", ".join(f"{k}: {n}" for k, n in enumerate(names)))
     print(path)
     return path

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 import mindspore as ms
-from mindspore import nn
+from mindspore import nn, ops
 
 logger = logging.getLogger("fastreid_ms.export")
 
@@ -57,21 +57,30 @@ class InferenceWrapper(nn.Cell):
     """images (N, 3, H, W) float32 -> tuple of the model's eval features, in ``feature_names`` order.
 
     The wrapped model is put in eval mode; the wrapper only reorders its dict into a tuple,
-    so the exported graph computes exactly what ``model(images)`` computes.
+    so the exported graph computes exactly what ``model(images)`` computes. With
+    ``flip_width`` = W, each feature is the mean of those of the images and of their
+    horizontal mirror images (TEST.FLIP.ENABLED, as the evaluation does); the mirror is a
+    gather with reversed column indices, which every export format supports.
     """
 
-    def __init__(self, model: nn.Cell, feature_names: Sequence[str]):
+    def __init__(self, model: nn.Cell, feature_names: Sequence[str], flip_width: Optional[int] = None):
         # auto_prefix=False: wrapping must not rename the model's parameters ("model.backbone...").
         super().__init__(auto_prefix=False)
         if not feature_names:
             raise ValueError("feature_names is empty: name at least one feature, e.g. ('global',).")
         self.model = model
         self.feature_names = tuple(feature_names)
+        self.flip = flip_width is not None
+        if self.flip:
+            self.reversed_columns = ms.Tensor(np.arange(int(flip_width))[::-1].copy(), ms.int32)
         self.model.set_train(False)
         self.set_train(False)
 
     def construct(self, images):
         feats = self.model(images)
+        if self.flip:
+            mirrored = self.model(ops.gather(images, self.reversed_columns, 3))
+            return tuple([(feats[name] + mirrored[name]) * 0.5 for name in self.feature_names])
         return tuple([feats[name] for name in self.feature_names])
 
 
@@ -113,7 +122,8 @@ def check_format(fmt: str, batch_size: Optional[int]) -> str:
 
 def export_inference_model(model: nn.Cell, fmt: str, output: str, image_size: Sequence[int],
                            batch_size: Optional[int] = 1,
-                           feature_names: Optional[Sequence[str]] = None) -> Tuple[str, Tuple[str, ...]]:
+                           feature_names: Optional[Sequence[str]] = None,
+                           flip: bool = False) -> Tuple[str, Tuple[str, ...]]:
     """Export the eval graph of ``model`` to ``output`` (suffix added when missing), atomically.
 
     Args:
@@ -123,6 +133,7 @@ def export_inference_model(model: nn.Cell, fmt: str, output: str, image_size: Se
         image_size: (H, W) of the input images (INPUT.SIZE_TEST).
         batch_size: fixed batch N, or None for a dynamic batch (MINDIR and ONNX).
         feature_names: outputs in order; default: probed from the model (see module docstring).
+        flip: average with the features of the mirrored images (TEST.FLIP.ENABLED).
 
     Returns:
         (path written, feature names of the outputs in order).
@@ -134,7 +145,7 @@ def export_inference_model(model: nn.Cell, fmt: str, output: str, image_size: Se
     height, width = int(image_size[0]), int(image_size[1])
     if feature_names is None:
         feature_names = probe_feature_names(model, (height, width))
-    net = InferenceWrapper(model, feature_names)
+    net = InferenceWrapper(model, feature_names, flip_width=width if flip else None)
     final_path = os.path.abspath(resolve_output_path(output, fmt))
     folder = os.path.dirname(final_path)
     os.makedirs(folder, exist_ok=True)
@@ -166,8 +177,8 @@ def export_inference_model(model: nn.Cell, fmt: str, output: str, image_size: Se
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     batch_txt = "dynamic" if batch_size is None else str(batch_size)
-    logger.info("Exported %s (%s, input %s x 3 x %d x %d, outputs %s)", final_path, fmt, batch_txt,
-                height, width, ", ".join(feature_names))
+    logger.info("Exported %s (%s, input %s x 3 x %d x %d, outputs %s%s)", final_path, fmt, batch_txt,
+                height, width, ", ".join(feature_names), ", flip-averaged" if flip else "")
     return final_path, tuple(feature_names)
 
 
