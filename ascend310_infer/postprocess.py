@@ -129,17 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default="acc.log", help="report file (default acc.log)")
     parser.add_argument("--feature-names", default="",
                         help="comma-separated names of outputs 0..K-1 (default: global,local)")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+    parser.add_argument("opts", default=None, nargs="*",
                         help="config overrides, e.g. TEST.RERANK.ENABLED True")
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
-    if misplaced:
-        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
+    # Options may come before or after the KEY VALUE overrides.
+    args = build_parser().parse_intermixed_args(argv)
     from fastreid_ms.engine.defaults import setup_cfg
     from fastreid_ms.utils.logger import setup_logger
     cfg = setup_cfg(args)

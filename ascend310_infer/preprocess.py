@@ -86,17 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--query-dir", required=True, help="folder of query images")
     parser.add_argument("--gallery-dir", required=True, help="folder of gallery images")
     parser.add_argument("--output-dir", required=True, help="where query/, gallery/ and the lists go")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+    parser.add_argument("opts", default=None, nargs="*",
                         help="config overrides as KEY VALUE pairs")
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
-    if misplaced:
-        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
+    # Options may come before or after the KEY VALUE overrides.
+    args = build_parser().parse_intermixed_args(argv)
     from fastreid_ms.engine.defaults import setup_cfg
     cfg = setup_cfg(args)
     out = preprocess(cfg, args.query_dir, args.gallery_dir, args.output_dir)

@@ -49,18 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "(MINDIR, ONNX)")
     parser.add_argument("--ckpt_file", "--ckpt-file", dest="ckpt_file", default="",
                         help="checkpoint to export (same as MODEL.WEIGHTS)")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+    parser.add_argument("opts", default=None, nargs="*",
                         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS x.ckpt")
     return parser
 
 
 def main(argv=None) -> str:
     """Parse ``argv``, export, return the path written. Raises on errors (see ``cli``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
-    if misplaced:
-        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
+    # Options may come before or after the KEY VALUE overrides.
+    args = build_parser().parse_intermixed_args(argv)
     if args.ckpt_file:
         args.opts = list(args.opts or []) + ["MODEL.WEIGHTS", args.ckpt_file]
     batch_size = parse_batch_size(args.batch_size)

@@ -111,7 +111,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to a config file")
     parser.add_argument("--batch-size", type=int, default=0,
                         help="images per batch (default TEST.IMS_PER_BATCH)")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+    parser.add_argument("opts", default=None, nargs="*",
                         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS x.ckpt")
 
 
@@ -128,11 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> str:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
-    if misplaced:
-        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
+    # Options may come before or after the KEY VALUE overrides.
+    args = build_parser().parse_intermixed_args(argv)
     from fastreid_ms.engine.defaults import setup_cfg
     from fastreid_ms.utils.logger import setup_logger
     cfg = setup_cfg(args)

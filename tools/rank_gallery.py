@@ -63,11 +63,8 @@ def main(argv=None):
     from fastreid_ms.engine.defaults import setup_cfg
     from fastreid_ms.utils.logger import setup_logger
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    misplaced = [o for o in args.opts or [] if str(o).startswith("--")]
-    if misplaced:
-        parser.error(f"option {misplaced[0]} must come before the KEY VALUE config overrides")
+    # Options may come before or after the KEY VALUE overrides.
+    args = build_parser().parse_intermixed_args(argv)
     cfg = setup_cfg(args)
     setup_logger(None)
     if not os.path.isfile(args.query):
