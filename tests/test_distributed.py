@@ -4,7 +4,8 @@ AlignedReID++ launch scripts (usage errors, --dry-run commands) and the ModelArt
 
 The two slow tests start real msrun jobs of 2 CPU workers on 127.0.0.1: a short
 training run of tools/train_net.py (through tests/dist_worker.py, which dumps each
-rank's parameters) and a batch / device-count mismatch that must fail at once.
+rank's parameters) of a tiny AlignedReID++ and a batch / device-count mismatch that must
+fail at once.
 """
 import importlib.util
 import json
@@ -178,8 +179,12 @@ def _msrun(script, args, log_dir, timeout):
                           text=True, timeout=timeout)
 
 
+ALIGNEDPP_CONFIG = os.path.join(REPO, "configs", "Market1501", "alignedpp_R50.yml")
+
+
 def _tiny_opts(data_root, extra=()):
-    return ["DATASETS.ROOT", str(data_root),
+    """AlignedReID++ (global + DMLI local triplet) shrunk to a ResNet-18 of width 16 at 64x32."""
+    return ["--config-file", ALIGNEDPP_CONFIG, "DATASETS.ROOT", str(data_root),
             "DATASETS.NAMES", '["Synthetic"]', "DATASETS.TESTS", '["Synthetic"]',
             "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "16", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "8",
             "DATASETS.SYNTHETIC.IMAGES_PER_ID", "8",
