@@ -77,7 +77,8 @@ def features_from_model(cfg, query_dir, gallery_dir, batch_size):
     loader = EvalImageLoader(cfg)
     sets = []
     for folder in (query_dir, gallery_dir):
-        paths, pids, camids = list_image_folder(folder)
+        items = list_image_folder(folder)  # [(path, pid, camid), ...]
+        paths, pids, camids = [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
         feats = extract_features(model, loader, paths, batch_size or cfg.TEST.IMS_PER_BATCH,
                                  flip=cfg.TEST.FLIP.ENABLED)
         sets.append((dict(feats), list(paths), np.asarray(pids), np.asarray(camids), None))
