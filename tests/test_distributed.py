@@ -326,7 +326,8 @@ def test_run_train_ascend_dry_run_one_process_per_device(ascend_inputs):
         assert cmd == ["python", "tools/train_net.py", "--config-file", str(d / "alignedpp.yml"),
                        "DATASETS.ROOT", str(d / "dataset"), "MODEL.BACKBONE.PRETRAIN", "True",
                        "MODEL.BACKBONE.PRETRAIN_PATH", str(d / "resnet50.ckpt"),
-                       "MODEL.DEVICE", "Ascend", "SOLVER.MAX_EPOCH", "120"]
+                       "MODEL.DEVICE", "Ascend", "SOLVER.IMS_PER_BATCH", "256",
+                       "SOLVER.MAX_EPOCH", "120"]
         assert log == f"{d}/device{i}/log"
     assert not (d / "device0").exists()
     # DRY_RUN=1 is the same as --dry-run.
@@ -334,6 +335,12 @@ def test_run_train_ascend_dry_run_one_process_per_device(ascend_inputs):
                                             "SOLVER.MAX_EPOCH", "120"], d,
                     CONFIG_FILE=str(d / "alignedpp.yml"), DRY_RUN="1")
     assert again.stdout == proc.stdout
+    # IMS_PER_DEVICE sets the per-device batch (the global batch is that x RANK_SIZE).
+    proc = _script("run_train_ascend.sh", ["dataset", "resnet50.ckpt", "rank_table_8pcs.json",
+                                           "--dry-run"], d, CONFIG_FILE=str(d / "alignedpp.yml"),
+                   IMS_PER_DEVICE="64")
+    cmd = _python_part(_commands(proc.stdout)[0])[1]
+    assert cmd[cmd.index("SOLVER.IMS_PER_BATCH") + 1] == "512"
 
 
 def test_run_train_ascend_checks_files_and_table(ascend_inputs):
@@ -421,6 +428,10 @@ def test_run_distributed_msrun_dry_run_and_checks(ascend_inputs):
                           f"--log_dir={d}/msrun_log", "--join=True", "tools/train_net.py",
                           "--config-file", str(d / "alignedpp.yml"), "MODEL.DEVICE", "CPU",
                           "DATASETS.ROOT", "/data"]
+    proc = _script("run_distributed_msrun.sh", ["--worker_num", "4", "--ims_per_device", "32",
+                                                "--dry-run"], d, **cfg)
+    (tokens,) = _commands(proc.stdout)
+    assert tokens[-2:] == ["SOLVER.IMS_PER_BATCH", "128"]
     multi = ["--worker_num", "16", "--local_worker_num", "8", "--master_addr", "192.168.1.10",
              "--master_port", "9000", "--node_rank", "1", "--dry-run"]
     proc = _script("run_distributed_msrun.sh", multi, d, **cfg)
@@ -439,6 +450,7 @@ def test_run_distributed_msrun_dry_run_and_checks(ascend_inputs):
         "unknown option --workers": ["--workers", "2"],
         "KEY VALUE pairs": ["DATASETS.ROOT"],
         "--worker_num must be a non-negative integer, got 'x'": ["--worker_num", "x"],
+        "--ims_per_device must be a non-negative integer": ["--ims_per_device", "8x4"],
     }
     for message, args in bad.items():
         proc = _script("run_distributed_msrun.sh", [*args, "--dry-run"], d, **cfg)

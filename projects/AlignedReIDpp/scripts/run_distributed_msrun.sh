@@ -16,15 +16,18 @@ Options (defaults in brackets):
                         [configs/Market1501/alignedpp_R50.yml, or $CONFIG_FILE]
   --device DEV          CPU, GPU or Ascend (sets MODEL.DEVICE) [the config's]
   --log_dir DIR         msrun's per-worker logs (scheduler.log, worker_<r>.log) [./msrun_log]
+  --ims_per_device B    images per device and step: sets SOLVER.IMS_PER_BATCH to B x N
+                        [unset: the config's SOLVER.IMS_PER_BATCH, the global batch]
   --dry-run             print the msrun command instead of running it (or DRY_RUN=1)
   KEY VALUE             config overrides, e.g. DATASETS.ROOT /data SOLVER.MAX_EPOCH 120
 
 SOLVER.IMS_PER_BATCH is the global batch: it must be a multiple of
-N x DATALOADER.NUM_INSTANCE. Only rank 0 writes OUTPUT_DIR.
+N x DATALOADER.NUM_INSTANCE (or use --ims_per_device). Only rank 0 writes OUTPUT_DIR.
 
 Examples:
   # 8 devices on one machine
-  bash run_distributed_msrun.sh --worker_num 8 --device Ascend DATASETS.ROOT /dataset
+  bash run_distributed_msrun.sh --worker_num 8 --ims_per_device 32 --device Ascend \
+      DATASETS.ROOT /dataset
   # 2 machines x 8 GPUs: the same command on both, node_rank 0 on 192.168.1.10
   bash run_distributed_msrun.sh --worker_num 16 --local_worker_num 8 \
       --master_addr 192.168.1.10 --node_rank 0 --device GPU DATASETS.ROOT /dataset
@@ -43,12 +46,13 @@ MASTER_ADDR=127.0.0.1
 MASTER_PORT=8118
 NODE_RANK=""
 DEVICE=""
+IMS_PER_DEVICE=""
 LOG_DIR="$(pwd)/msrun_log"
 OVERRIDES=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --worker_num|--local_worker_num|--master_addr|--master_port|--node_rank|--config-file|--device|--log_dir)
+        --worker_num|--local_worker_num|--master_addr|--master_port|--node_rank|--config-file|--device|--log_dir|--ims_per_device)
             [ "$#" -ge 2 ] || die "option $1 needs a value."
             case "$1" in
                 --worker_num) WORKER_NUM="$2" ;;
@@ -59,6 +63,7 @@ while [ "$#" -gt 0 ]; do
                 --config-file) CONFIG_FILE="$2" ;;
                 --device) DEVICE="$2" ;;
                 --log_dir) LOG_DIR="$(abs_path "$2")" ;;
+                --ims_per_device) IMS_PER_DEVICE="$2" ;;
             esac
             shift 2 ;;
         --*) die "unknown option $1." ;;
@@ -91,6 +96,7 @@ case "$DEVICE" in
     ''|CPU|GPU|Ascend) ;;
     *) die "--device must be CPU, GPU or Ascend, got '$DEVICE'." ;;
 esac
+[ -z "$IMS_PER_DEVICE" ] || check_uint --ims_per_device "$IMS_PER_DEVICE"
 [ $(( ${#OVERRIDES[@]} % 2 )) -eq 0 ] || die "config overrides come in KEY VALUE pairs, got: ${OVERRIDES[*]}"
 resolve_config
 
@@ -105,6 +111,7 @@ CMD=("$MSRUN" "--worker_num=${WORKER_NUM}" "--local_worker_num=${LOCAL_WORKER_NU
 [ -z "$NODE_RANK" ] || CMD+=("--node_rank=${NODE_RANK}")
 CMD+=("--log_dir=${LOG_DIR}" "--join=True" tools/train_net.py --config-file "$CONFIG_PATH")
 [ -z "$DEVICE" ] || CMD+=(MODEL.DEVICE "$DEVICE")
+[ -z "$IMS_PER_DEVICE" ] || CMD+=(SOLVER.IMS_PER_BATCH "$((IMS_PER_DEVICE * WORKER_NUM))")
 CMD+=("${OVERRIDES[@]}")
 
 if [ "$DRY_RUN" = "1" ]; then

@@ -14,9 +14,11 @@ Usage: bash run_train_ascend.sh [DATA_ROOT] [PRETRAINED] [RANK_TABLE_FILE] [KEY 
 
 One process per device of the table: DEVICE_ID, RANK_ID and RANK_SIZE come from the
 table; logs go to ./device<i>/log. Only rank 0 writes OUTPUT_DIR (checkpoints, log.txt,
-metrics.json). SOLVER.IMS_PER_BATCH is the global batch, split across the devices.
-Environment: CONFIG_FILE (default configs/Market1501/alignedpp_R50.yml), PYTHON,
-SERVER_ID (this server's server_id in a multi-server table).
+metrics.json). Each device trains on IMS_PER_DEVICE images per step (default 32, the
+seed's 4 identities x 8), i.e. SOLVER.IMS_PER_BATCH = IMS_PER_DEVICE x RANK_SIZE (a
+SOLVER.IMS_PER_BATCH override wins). Environment: CONFIG_FILE (default
+configs/Market1501/alignedpp_R50.yml), PYTHON, IMS_PER_DEVICE, SERVER_ID (this server's
+server_id in a multi-server table).
 
 Example:
   bash run_train_ascend.sh /dataset resnet50_imagenet.ckpt /scripts/rank_table_8pcs.json
@@ -37,6 +39,8 @@ check_dir DATA_ROOT "$DATA_ROOT"
 check_file PRETRAINED "$PRETRAINED"
 check_file RANK_TABLE_FILE "$RANK_TABLE"
 resolve_config
+IMS_PER_DEVICE="${IMS_PER_DEVICE:-32}"
+check_uint IMS_PER_DEVICE "$IMS_PER_DEVICE"
 
 # "device_id rank_id" of this server's devices, and the table's total device count.
 TABLE_LINES="$("$PYTHON" - "$RANK_TABLE" "${SERVER_ID:-}" <<'PYEOF'
@@ -72,6 +76,6 @@ echo "$TABLE_LINES" | tail -n +2 | while read -r DEVICE_ID RANK_ID; do
         "$PYTHON" tools/train_net.py --config-file "$CONFIG_PATH" \
         DATASETS.ROOT "$DATA_ROOT" \
         MODEL.BACKBONE.PRETRAIN True MODEL.BACKBONE.PRETRAIN_PATH "$PRETRAINED" \
-        MODEL.DEVICE Ascend "$@"
+        MODEL.DEVICE Ascend SOLVER.IMS_PER_BATCH "$((IMS_PER_DEVICE * RANK_SIZE))" "$@"
 done
 [ "$DRY_RUN" = "1" ] || echo "Training in the background; follow it with: tail -f ${RUN_DIR}/device0/log"
