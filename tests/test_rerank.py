@@ -141,3 +141,19 @@ def test_rerank_improves_clustered_retrieval():
     _, map_plain, _ = evaluate_rank(q_g, *args)
     _, map_rk, _ = evaluate_rank(re_ranking(q_g, q_q, g_g, k1=6, k2=3), *args)
     assert map_rk > map_plain
+
+
+def test_tile_neighbours_equal_full_scan():
+    from fastreid_ms.evaluation.distance import symmetric_tiles
+    from fastreid_ms.evaluation.rerank import tile_neighbours
+    rng = np.random.default_rng(4)
+    feats, _ = clustered_features(rng, num_ids=20, per_id=5)
+    full = compute_distance_symmetric(feats)
+    n = full.shape[0]
+    top_ref = np.argsort(full, axis=1, kind="stable")[:, :9]
+    nb = tile_neighbours(symmetric_tiles(feats, "euclidean", 16, (30,)), n, 9, num_far=3)
+    np.testing.assert_array_equal(nb["top"], top_ref)
+    np.testing.assert_allclose(nb["dist"], np.take_along_axis(full, top_ref, axis=1), atol=1e-4)
+    np.testing.assert_allclose(nb["row_max"], full.max(axis=1), rtol=1e-5)
+    assert (nb["far"] == full.argmax(axis=1)[:, None]).any(axis=1).all()
+    np.testing.assert_allclose(nb["far_dist"], np.take_along_axis(full, nb["far"], axis=1), rtol=1e-5)

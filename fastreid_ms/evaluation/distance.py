@@ -7,7 +7,8 @@ Conventions (those of the seed and of the AlignedReID++ paper's code):
 """
 import numpy as np
 
-__all__ = ["normalize", "compute_distance", "compute_distance_symmetric", "DEFAULT_BLOCK_SIZE"]
+__all__ = ["normalize", "compute_distance", "compute_distance_symmetric", "symmetric_tiles",
+           "tile_starts", "DEFAULT_BLOCK_SIZE"]
 
 DEFAULT_BLOCK_SIZE = 1024
 _METRICS = ("euclidean", "cosine")
@@ -61,30 +62,49 @@ def compute_distance(x, y, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, ou
     return out
 
 
-def compute_distance_symmetric(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, out=None,
-                               accumulate=False):
-    """(N, D) -> (N, N) float32 distances of ``x`` to itself: only the blocks on and above the
-    diagonal are computed (half the work), the rest is mirrored, so the result is exactly
-    symmetric. ``accumulate``: add to ``out`` (which may be a view) instead of overwriting it."""
+def tile_starts(n, block_size, boundaries=()):
+    """Start indices of tiles of at most ``block_size`` covering range(n), with every value of
+    ``boundaries`` (e.g. the number of queries) a tile start."""
+    cuts = sorted({0, n, *[int(b) for b in boundaries if 0 < b < n]})
+    starts = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        starts.extend(range(a, b, max(1, int(block_size))))
+    return starts + [n]
+
+
+def symmetric_tiles(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, boundaries=()):
+    """Yield ``(s, e, t, u, tile)`` for the tiles on and above the diagonal of the distance
+    matrix of ``x`` (N, D) to itself: ``tile`` (e-s, u-t) float32 holds d(x[s:e], x[t:u]), t >= s.
+    """
     _check_metric(metric)
     x, xsq = _prepare(x, metric)
-    n = x.shape[0]
+    starts = tile_starts(x.shape[0], block_size, boundaries)
+    for a in range(len(starts) - 1):
+        s, e = starts[a], starts[a + 1]
+        for b in range(a, len(starts) - 1):
+            t, u = starts[b], starts[b + 1]
+            tile = _block(x[s:e], None if xsq is None else xsq[s:e], x[t:u],
+                          None if xsq is None else xsq[t:u], metric)
+            if a == b:          # exactly symmetric on the diagonal
+                tile = np.triu(tile) + np.triu(tile, 1).T
+            yield s, e, t, u, tile
+
+
+def compute_distance_symmetric(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, out=None,
+                               accumulate=False):
+    """(N, D) -> (N, N) float32 distances of ``x`` to itself: only the tiles on and above the
+    diagonal are computed (half the work), the rest is mirrored, so the result is exactly
+    symmetric. ``accumulate``: add to ``out`` (which may be a view) instead of overwriting it."""
+    n = np.asarray(x).shape[0]
     if out is None:
         out = np.zeros((n, n), dtype=np.float32) if accumulate else np.empty((n, n), np.float32)
-    block_size = max(1, int(block_size))
-    for s in range(0, n, block_size):
-        e = min(s + block_size, n)
-        blk = _block(x[s:e], None if xsq is None else xsq[s:e], x[s:],
-                     None if xsq is None else xsq[s:], metric)
-        diag = blk[:, : e - s]
-        diag_sym = np.triu(diag) + np.triu(diag, 1).T
-        rest = blk[:, e - s:]
+    for s, e, t, u, tile in symmetric_tiles(x, metric, block_size):
         if accumulate:
-            out[s:e, s:e] += diag_sym
-            out[s:e, e:] += rest
-            out[e:, s:e] += rest.T
+            out[s:e, t:u] += tile
+            if t != s:
+                out[t:u, s:e] += tile.T
         else:
-            out[s:e, s:e] = diag_sym
-            out[s:e, e:] = rest
-            out[e:, s:e] = rest.T
+            out[s:e, t:u] = tile
+            if t != s:
+                out[t:u, s:e] = tile.T
     return out

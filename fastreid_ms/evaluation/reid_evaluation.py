@@ -7,9 +7,9 @@ from collections import OrderedDict
 import numpy as np
 
 from .build import EVALUATOR_REGISTRY
-from .distance import compute_distance, normalize
+from .distance import compute_distance, normalize, symmetric_tiles
 from .rank import evaluate_rank
-from .rerank import PairLookup, re_ranking_neighbours, scan_neighbours
+from .rerank import PairLookup, re_ranking_neighbours, tile_neighbours
 
 logger = logging.getLogger("fastreid_ms")
 
@@ -75,8 +75,9 @@ class ReidEvaluator:
     pid -1 (junk) are left out entirely.
 
     Distances: TEST.METRIC "euclidean" (squared euclidean of the features) or "cosine".
-    Re-ranking is computed from neighbour lists of row blocks, so the (q+g)^2 matrix never
-    exists; for global features it is exact whatever TEST.RERANK.CANDIDATES.
+    Re-ranking is computed from neighbour lists gathered over the tiles of the upper half of
+    the (q+g)^2 distance matrix, which is never stored; for global features it is exact whatever
+    TEST.RERANK.CANDIDATES (which only sets how many neighbours are kept per sample).
     """
 
     feature_key = "global"
@@ -172,12 +173,10 @@ class ReidEvaluator:
         rk = self.cfg.TEST.RERANK
         n = x.shape[0]
         keep = min(n, max(int(rk.K1) + 1, int(rk.K2), int(rk.CANDIDATES)))
-        bs = self._block_size()
-        top, extra = scan_neighbours(lambda s, e: compute_distance(x[s:e], x, metric, bs), n, keep,
-                                     block_rows=bs, keep_dist=True)
-        lookup = PairLookup(top, extra["dist"],
+        nb = tile_neighbours(symmetric_tiles(x, metric, self._block_size(), (nq,)), n, keep)
+        lookup = PairLookup(nb["top"], nb["dist"],
                             lambda i, j: pairwise_feature_distance(x, i, j, metric))
-        return re_ranking_neighbours(top, extra["row_max"], nq, lookup,
+        return re_ranking_neighbours(nb["top"], nb["row_max"], nq, lookup,
                                      lambda s, e: q_g_dist[s:e], k1=rk.K1, k2=rk.K2,
                                      lambda_value=rk.LAMBDA)
 

@@ -23,8 +23,8 @@ import numpy as np
 __all__ = ["dmli_distance", "dmli_distance_symmetric", "dmli_pairs", "dmli_rows",
            "dmli_from_cost", "default_num_threads"]
 
-# Part-distance cells per block (about 8 MB of float32 per worker).
-_BLOCK_CELLS = 1 << 21
+# Part-distance cells per block (2 MB of float32 per worker: about one L2 cache).
+_BLOCK_CELLS = 1 << 19
 _PAIR_CHUNK = 16384
 
 
@@ -148,6 +148,7 @@ class _BlockRunner:
     """Computes DMLI blocks of x (M, m, C) against y (N, n, C) with per-thread buffers."""
 
     def __init__(self, x, y, aligned):
+        self.x, self.y = x, y
         self.m, self.n = x.shape[1], y.shape[1]
         self.xa = _augment(x.reshape(-1, x.shape[2]), True)
         self.ya = _augment(y.reshape(-1, y.shape[2]), False)
@@ -164,13 +165,21 @@ class _BlockRunner:
             self._local.buf = buf
         g = buf[: rows * cols].reshape(rows, cols)
         np.matmul(self.xa[s * m:e * m], self.ya[t * n:u * n].T, out=g)
-        _squash_inplace(g)
+        # No clamp at 0 here (one pass less): a slightly negative squared distance (identical
+        # parts, rounding) gives NaN, and those few pairs are recomputed with the clamp.
+        with np.errstate(invalid="ignore"):
+            np.sqrt(g, out=g)
+        np.tanh(g, out=g)
         g4 = g.reshape(e - s, m, u - t, n)
-        return dmli_from_cost(lambda i, j: g4[:, i, :, j], m, n, self.aligned)
+        res = dmli_from_cost(lambda i, j: g4[:, i, :, j], m, n, self.aligned)
+        bad_r, bad_c = np.nonzero(np.isnan(res))
+        if bad_r.size:
+            res[bad_r, bad_c] = dmli_pairs(self.x, self.y, bad_r + s, bad_c + t, self.aligned)
+        return res
 
 
 def _block_shape(m, n, num_rows, num_cols, block_size):
-    bm = max(1, min(num_rows, int(block_size) if block_size else 64))
+    bm = max(1, min(num_rows, int(block_size) if block_size else 32))
     bn = max(1, min(num_cols, _BLOCK_CELLS // max(1, bm * m * n)))
     return bm, bn
 
@@ -288,7 +297,7 @@ def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK):
     return res
 
 
-def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21):
+def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21, num_threads=None):
     """DMLI of each x[r] against its own list y[cand[r]]: x (M, m, C), y (N, n, C),
     cand (M, K) int -> (M, K) float32 (one GEMM per row of x, the path recursion vectorised
     over a chunk of rows)."""
@@ -304,7 +313,8 @@ def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21):
     xsq = np.einsum("imc,imc->im", x, x)
     ysq = np.einsum("jnc,jnc->jn", y, y)
     rows = max(1, int(max_elements) // max(1, k * n * c))
-    for s in range(0, num, rows):
+
+    def work(s):
         e = min(s + rows, num)
         idx = cand[s:e]
         yc = y[idx].reshape(e - s, k * n, c)                          # (b, K*n, C)
@@ -317,6 +327,8 @@ def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21):
         _squash_inplace(g)
         g4 = g.reshape(e - s, k, n, m)
         res[s:e] = dmli_from_cost(lambda i, j: g4[:, :, j, i], m, n, aligned)
+
+    _run([(s,) for s in range(0, num, rows)], work, num_threads or default_num_threads())
     return res
 
 

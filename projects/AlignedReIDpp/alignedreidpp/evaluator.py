@@ -21,9 +21,10 @@ import numpy as np
 
 from fastreid_ms.evaluation.build import EVALUATOR_REGISTRY
 from fastreid_ms.evaluation.distance import (compute_distance, compute_distance_symmetric,
-                                             normalize)
+                                             normalize, symmetric_tiles)
 from fastreid_ms.evaluation.reid_evaluation import ReidEvaluator, pairwise_feature_distance
-from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_dense, re_ranking_neighbours
+from fastreid_ms.evaluation.rerank import (PairLookup, re_ranking_dense, re_ranking_neighbours,
+                                           tile_neighbours)
 
 from .dmli import dmli_distance, dmli_distance_symmetric, dmli_pairs, dmli_rows
 
@@ -106,25 +107,23 @@ class AlignedReIDEvaluator(ReidEvaluator):
         far = min(_NUM_FAR, n)
         metric, bs = self._metric(), self._block_size()
         t = time.perf_counter()
-        cand = np.empty((n, k), dtype=np.int64)
-        cand_g = np.empty((n, k), dtype=np.float32)
-        far_idx = np.empty((n, far), dtype=np.int64)
-        far_g = np.empty((n, far), dtype=np.float32)
         qg_global = np.empty((nq, ng), dtype=np.float32)
-        for s in range(0, n, bs):
-            e = min(s + bs, n)
-            raw = compute_distance(x[s:e], x, metric, bs)
-            if s < nq:
-                qe = min(e, nq)
-                qg_global[s:qe] = raw[: qe - s, nq:]
-            part = np.argpartition(raw, k - 1, axis=1)[:, :k] if k < n else \
-                np.broadcast_to(np.arange(n), (e - s, n)).copy()
-            cand[s:e] = part
-            cand_g[s:e] = np.take_along_axis(raw, part, axis=1)
-            fpart = np.argpartition(-raw, far - 1, axis=1)[:, :far] if far < n else \
-                np.broadcast_to(np.arange(n), (e - s, n)).copy()
-            far_idx[s:e] = fpart
-            far_g[s:e] = np.take_along_axis(raw, fpart, axis=1)
+
+        def tiles():
+            for s, e, t0, u, tile in symmetric_tiles(x, metric, bs, (nq,)):
+                if s < nq <= t0:                     # tiles are aligned on the query count
+                    qg_global[s:e, t0 - nq:u - nq] = tile
+                yield s, e, t0, u, tile
+
+        nb = tile_neighbours(tiles(), n, k, num_far=far)
+        cand, cand_g = nb["top"], nb["dist"]
+        far_idx, far_g = nb["far"], nb["far_dist"]
+        empty = far_idx < 0                        # fewer tiles than far slots: repeat one
+        if empty.any():
+            first = np.argmax(~empty, axis=1)
+            rows = np.arange(n)
+            far_idx = np.where(empty, far_idx[rows, first][:, None], far_idx)
+            far_g = np.where(empty, far_g[rows, first][:, None], far_g)
         self._tick("global", t)
 
         t = time.perf_counter()
