@@ -41,8 +41,8 @@ def _training_records():
         for _ in range(2):
             it += 5
             records.append({"time": 1000.0 + it, "type": "train", "epoch": epoch, "iteration": it,
-                            "loss_cls": 4.0 / it, "loss_triplet": 0.5 / it, "lr": 0.01 * it,
-                            "images_per_s": 50.0})
+                            "loss_cls": 4.0 / it, "loss_triplet": 0.5 / it, "total_loss": 4.5 / it,
+                            "lr": 0.01 * it, "images_per_s": 50.0, "loss_scale": 1.0})
         if epoch % 2 == 1:
             records.append({"time": 1000.0 + it, "type": "eval", "epoch": epoch,
                             "Rank-1": 40.0 + epoch, "Rank-5": 60.0 + epoch, "Rank-10": 70.0,
@@ -55,7 +55,7 @@ def test_curves_extracted_from_records(tmp_path):
     records = _training_records()
     train = plot_tool.training_curves(records)
     assert train["x_label"] == "iteration"
-    assert sorted(train["losses"]) == ["loss_cls", "loss_triplet"]
+    assert sorted(train["losses"]) == ["loss_cls", "loss_triplet", "total_loss"]  # not loss_scale
     xs, ys = train["losses"]["loss_cls"]
     assert xs == [5.0 * i for i in range(1, 13)]
     np.testing.assert_allclose(ys, [4.0 / x for x in xs])

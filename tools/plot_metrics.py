@@ -92,8 +92,12 @@ def is_train_record(record: dict) -> bool:
     return any(_is_loss_key(k) for k in record) or "lr" in record
 
 
+# Keys that start like a loss but are not one (the AMP loss scale).
+NOT_LOSSES = ("loss_scale",)
+
+
 def _is_loss_key(key: str) -> bool:
-    return key.startswith("loss") or key == "total_loss"
+    return (key.startswith("loss") or key == "total_loss") and key not in NOT_LOSSES
 
 
 def _train_x(record: dict, iters_per_epoch):
@@ -187,9 +191,13 @@ def plot_metrics(metrics_path: str, out_path: str = None, title: str = None, dpi
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax_loss, ax_lr, ax_eval = axes
 
-    for name in sorted(train["losses"]):
+    terms = sorted(k for k in train["losses"] if k != "total_loss")
+    for name in terms:
         xs, ys = train["losses"][name]
         ax_loss.plot(xs, ys, label=name, linewidth=1.2)
+    if "total_loss" in train["losses"] and len(terms) != 1:  # one term: the total is that term
+        xs, ys = train["losses"]["total_loss"]
+        ax_loss.plot(xs, ys, label="total_loss", color="black", linestyle="--", linewidth=1.0)
     _finish(ax_loss, "losses", train["x_label"], "loss", bool(train["losses"]))
 
     lr_x, lr_y = train["lr"]
