@@ -9,7 +9,9 @@ Runs ``tools/train_net.py``'s ``run`` unchanged, with OUTPUT_DIR set to
 * ``params_rank<r>_init.npz`` / ``params_rank<r>_final.npz``: the trainable parameters
   before and after training;
 * ``rank<r>.json``: rank, world size, the local batch, whether gradients are reduced,
-  and the results of the ``fastreid_ms.utils.comm`` collectives run after training.
+  the results of the ``fastreid_ms.utils.comm`` collectives run after training, and one
+  step of a least-squares model through the trainer's grad reducer next to the NumPy
+  full-batch answer.
 """
 import importlib.util
 import json
@@ -53,6 +55,43 @@ def _collectives(rank: int) -> dict:
     }
 
 
+def _mean_gradient_step(trainer, rank: int, world: int) -> dict:
+    """One SGD step of a bias-free linear least-squares model through the engine's
+    TrainStep with the trainer's grad reducer, each rank on its slice of a fixed batch.
+
+    Returns the updated weight and the weight a single process would reach on the whole
+    batch (computed here in NumPy): equal when the reducer averages the gradients.
+    """
+    import mindspore as ms
+    from mindspore import nn, ops
+    from fastreid_ms.engine.train_step import TrainStep
+
+    rng = np.random.default_rng(5)
+    w0 = rng.standard_normal((3, 4)).astype(np.float32)
+    x = rng.standard_normal((4 * world, 4)).astype(np.float32)
+    y = rng.standard_normal((4 * world, 3)).astype(np.float32)
+    lr = 0.1
+
+    class LeastSquares(nn.Cell):
+        loss_names = ("loss_mse",)
+
+        def __init__(self):
+            super().__init__()
+            self.weight = ms.Parameter(ms.Tensor(w0), name="ls_weight")
+
+        def construct(self, inputs, targets):
+            err = ops.matmul(inputs, self.weight.T) - targets
+            return {"loss_mse": 0.5 * (err * err).sum(axis=1).mean()}
+
+    model = LeastSquares()
+    optimizer = nn.SGD(model.trainable_params(), learning_rate=lr)
+    step = TrainStep(model, optimizer, None, grad_reducer=trainer.build_grad_reducer(optimizer))
+    mine = slice(4 * rank, 4 * (rank + 1))
+    step(ms.Tensor(x[mine]), ms.Tensor(y[mine]))
+    grad = ((x.astype(np.float64) @ w0.T - y).T @ x) / len(x)   # full-batch mean gradient
+    return {"weight": model.weight.asnumpy().tolist(), "expected": (w0 - lr * grad).tolist()}
+
+
 def main(argv) -> int:
     dump_dir, out_base, train_args = argv[0], argv[1], list(argv[2:])
     from fastreid_ms.engine import DefaultTrainer
@@ -72,7 +111,8 @@ def main(argv) -> int:
                 "local_batch": int(self.train_loader.batch_size),
                 "iters_per_epoch": int(self.iters_per_epoch),
                 "grad_reducer": self.grad_reducer is not None,
-                "collectives": _collectives(rank)}
+                "collectives": _collectives(rank),
+                "mean_gradient_step": _mean_gradient_step(self, rank, comm.get_world_size())}
         with open(os.path.join(dump_dir, f"rank{rank}.json"), "w", encoding="utf-8") as f:
             json.dump(info, f)
         return results

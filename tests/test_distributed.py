@@ -252,6 +252,11 @@ def test_msrun_two_cpu_workers_train_identically_and_only_rank0_writes(tmp_path)
         assert {k: got[k] for k in expected} == expected
     assert info[0]["collectives"]["seed"] == info[1]["collectives"]["seed"]
 
+    # The reducer averages: one step on half a batch per rank = one step on the whole batch.
+    for r in (0, 1):
+        step = info[r]["mean_gradient_step"]
+        np.testing.assert_allclose(step["weight"], step["expected"], rtol=0, atol=1e-5)
+
 
 @pytest.mark.slow
 def test_msrun_batch_device_mismatch_fails_every_rank_with_same_message(tmp_path):
