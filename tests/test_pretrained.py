@@ -207,3 +207,19 @@ def test_converter_without_torch_says_what_to_do(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out.ckpt").exists()
     assert convert_torchvision.main([str(tmp_path / "none.pth"), "x.ckpt"]) == 2
     assert convert_torchvision.main([str(pth), str(tmp_path / "out.bin")]) == 2
+
+
+def test_model_zoo_resnet18_block_norm_names(tmp_path):
+    """The model-zoo ResNet-18/34 blocks call their norms bn1d / bn2d."""
+    state = random_state(ResNet(18, base_width=8), 5)
+    zoo = {}
+    for name, value in state.items():
+        if name.startswith("layer") and (".bn1." in name or ".bn2." in name):
+            name = name.replace(".bn1.", ".bn1d.").replace(".bn2.", ".bn2d.")
+        zoo[name] = value
+    assert "layer1.0.bn1d.gamma" in zoo
+    path = save_ckpt(zoo, str(tmp_path / "resnet18_zoo.ckpt"))
+    net = ResNet(18, base_width=8)
+    report = load_imagenet_weights(net, path)
+    assert_backbone_equals(net, state)
+    assert not report.unexpected and not report.missing
