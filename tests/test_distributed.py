@@ -420,6 +420,58 @@ def test_run_singletrain_and_test_ascend_dry_run(ascend_inputs):
     assert proc.returncode == 1 and f"CHECKPOINT '{d}/none.ckpt' is not a file" in proc.stderr
 
 
+FAKE_PYTHON = """#!{python}
+import json, os, sys
+if sys.argv[1:2] == ["-"]:  # the scripts' own helpers (rank-table parsing) run for real
+    os.execv(sys.executable, [sys.executable] + sys.argv[1:])
+names = ("RANK_TABLE_FILE", "RANK_SIZE", "RANK_ID", "DEVICE_ID", "MS_ROLE")
+print(json.dumps({{"cwd": os.getcwd(), "argv": sys.argv[1:],
+                  "env": {{k: os.environ.get(k) for k in names}}}}))
+"""
+
+
+def _fake_python(folder):
+    path = folder / "fake_python"
+    path.write_text(FAKE_PYTHON.format(python=sys.executable))
+    path.chmod(0o755)
+    return str(path)
+
+
+def _wait_for_json(path, seconds=20.0):
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().strip().endswith("}"):
+            return json.loads(path.read_text())
+        time.sleep(0.1)
+    raise AssertionError(f"{path} was not written")
+
+
+def test_scripts_really_start_the_processes(ascend_inputs):
+    """Without --dry-run: the commands run from the repository root with the device's
+    environment (a stand-in python records what it was given)."""
+    d = ascend_inputs
+    env = {"CONFIG_FILE": str(d / "alignedpp.yml"), "PYTHON": _fake_python(d)}
+    proc = _script("run_train_ascend.sh", ["dataset", "resnet50.ckpt", "rank_table_8pcs.json"],
+                   d, **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "8 device(s) in the job" in proc.stdout and "tail -f" in proc.stdout
+    for i in range(8):
+        got = _wait_for_json(d / f"device{i}" / "log")
+        assert got["cwd"] == REPO and got["argv"][0] == "tools/train_net.py"
+        assert got["env"] == {"RANK_TABLE_FILE": str(d / "rank_table_8pcs.json"),
+                              "RANK_SIZE": "8", "RANK_ID": str(i), "DEVICE_ID": str(i),
+                              "MS_ROLE": None}
+    # One device, waiting for the run (FOREGROUND=1); inherited cluster variables dropped.
+    proc = _script("run_singletrain_ascend.sh", ["dataset", "resnet50.ckpt", "5"], d,
+                   FOREGROUND="1", MS_ROLE="MS_WORKER", RANK_TABLE_FILE="/x.json", **env)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads((d / "train.log").read_text())
+    assert got["env"] == {"RANK_TABLE_FILE": None, "RANK_SIZE": "1", "RANK_ID": "0",
+                          "DEVICE_ID": "5", "MS_ROLE": None}
+    assert got["argv"][-2:] == ["MODEL.DEVICE", "Ascend"]
+
+
 def test_run_distributed_msrun_dry_run_and_checks(ascend_inputs):
     d = ascend_inputs
     cfg = {"CONFIG_FILE": str(d / "alignedpp.yml")}
