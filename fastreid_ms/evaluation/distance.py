@@ -72,9 +72,11 @@ def tile_starts(n, block_size, boundaries=()):
     return starts + [n]
 
 
-def symmetric_tiles(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, boundaries=()):
+def symmetric_tiles(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, boundaries=(),
+                    exact_diagonal=True):
     """Yield ``(s, e, t, u, tile)`` for the tiles on and above the diagonal of the distance
     matrix of ``x`` (N, D) to itself: ``tile`` (e-s, u-t) float32 holds d(x[s:e], x[t:u]), t >= s.
+    ``exact_diagonal``: make the diagonal tiles exactly symmetric (needed to mirror them).
     """
     _check_metric(metric)
     x, xsq = _prepare(x, metric)
@@ -85,7 +87,7 @@ def symmetric_tiles(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, bounda
             t, u = starts[b], starts[b + 1]
             tile = _block(x[s:e], None if xsq is None else xsq[s:e], x[t:u],
                           None if xsq is None else xsq[t:u], metric)
-            if a == b:          # exactly symmetric on the diagonal
+            if a == b and exact_diagonal:
                 tile = np.triu(tile) + np.triu(tile, 1).T
             yield s, e, t, u, tile
 

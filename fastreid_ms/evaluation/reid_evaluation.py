@@ -26,19 +26,22 @@ def _to_numpy(x):
     return np.asarray(x)
 
 
-def pairwise_feature_distance(x, i, j, metric, chunk=4096):
+def pairwise_feature_distance(x, i, j, metric, chunk=4096, sq_norms=None):
     """Distances of the pairs (x[i[t]], x[j[t]]) of rows of ``x`` (N, D), same convention as
-    ``compute_distance`` (squared euclidean or 1 - cosine), float32."""
+    ``compute_distance`` (squared euclidean or 1 - cosine), float32. ``sq_norms``: the (N,)
+    squared norms of the rows, when known."""
     i = np.asarray(i, dtype=np.int64)
     j = np.asarray(j, dtype=np.int64)
     out = np.empty(i.shape[0], dtype=np.float32)
+    if metric != "cosine" and sq_norms is None:
+        sq_norms = np.einsum("ij,ij->i", x, x)
     for s in range(0, i.shape[0], chunk):
-        a, b = x[i[s:s + chunk]], x[j[s:s + chunk]]
-        dot = np.einsum("ij,ij->i", a, b)
+        ii, jj = i[s:s + chunk], j[s:s + chunk]
+        dot = np.einsum("ij,ij->i", x[ii], x[jj])
         if metric == "cosine":
             out[s:s + chunk] = 1.0 - dot
         else:
-            out[s:s + chunk] = np.einsum("ij,ij->i", a, a) + np.einsum("ij,ij->i", b, b) - 2 * dot
+            out[s:s + chunk] = sq_norms[ii] + sq_norms[jj] - 2 * dot
     return out
 
 
@@ -173,7 +176,9 @@ class ReidEvaluator:
         rk = self.cfg.TEST.RERANK
         n = x.shape[0]
         keep = min(n, max(int(rk.K1) + 1, int(rk.K2), int(rk.CANDIDATES)))
-        nb = tile_neighbours(symmetric_tiles(x, metric, self._block_size(), (nq,)), n, keep)
+        bs = min(max(self._block_size(), 16 * keep), 4096)
+        nb = tile_neighbours(symmetric_tiles(x, metric, bs, (nq,), exact_diagonal=False), n,
+                             keep)
         lookup = PairLookup(nb["top"], nb["dist"],
                             lambda i, j: pairwise_feature_distance(x, i, j, metric))
         return re_ranking_neighbours(nb["top"], nb["row_max"], nq, lookup,

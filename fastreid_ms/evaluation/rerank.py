@@ -92,14 +92,17 @@ def _topk_sorted(block, k):
     which are then sorted exactly.
     """
     b, n = block.shape
-    if k >= n or n < 16 * k:
+    if k >= n:
         return np.argsort(block, axis=1, kind="stable")[:, :k]
-    chunks = 2 * k
-    length = n // chunks
-    minima = block[:, : chunks * length].reshape(b, chunks, length).min(axis=2)
-    if chunks * length < n:
-        minima = np.concatenate([minima, block[:, chunks * length:]], axis=1)
-    bound = np.partition(minima, k - 1, axis=1)[:, k - 1]
+    if n >= 8 * k:
+        chunks = 2 * k
+        length = n // chunks
+        minima = block[:, : chunks * length].reshape(b, chunks, length).min(axis=2)
+        if chunks * length < n:
+            minima = np.concatenate([minima, block[:, chunks * length:]], axis=1)
+        bound = np.partition(minima, k - 1, axis=1)[:, k - 1]
+    else:
+        bound = np.partition(block, k - 1, axis=1)[:, k - 1]
     rows, cols = np.nonzero(block <= bound[:, None])
     counts = np.bincount(rows, minlength=b)
     width = int(counts.max())
@@ -201,10 +204,11 @@ def tile_neighbours(tiles, n, k, num_far=0):
 
 
 class PairLookup:
-    """Distances of (i, j) pairs read from each row's stored neighbour list when present,
-    computed by ``compute(i, j)`` otherwise."""
+    """Distances of (i, j) pairs read from each row's stored neighbour list when present (or,
+    for a ``symmetric`` distance, from j's list), computed by ``compute(i, j)`` otherwise."""
 
-    def __init__(self, top, dist, compute):
+    def __init__(self, top, dist, compute, symmetric=True):
+        self.symmetric = symmetric
         n, k = top.shape
         self._n = n
         keys = (np.arange(n, dtype=np.int64)[:, None] * n + top).ravel()
@@ -213,16 +217,23 @@ class PairLookup:
         self._vals = dist.ravel()[order]
         self._compute = compute
 
+    def _find(self, keys):
+        pos = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        return pos, self._keys[pos] == keys
+
     def __call__(self, i, j):
-        keys = np.asarray(i, dtype=np.int64) * self._n + np.asarray(j, dtype=np.int64)
-        pos = np.searchsorted(self._keys, keys)
-        pos_c = np.minimum(pos, self._keys.size - 1)
-        found = self._keys[pos_c] == keys
-        out = np.empty(keys.shape, dtype=np.float32)
-        out[found] = self._vals[pos_c[found]]
-        missing = ~found
-        if missing.any():
-            out[missing] = self._compute(np.asarray(i)[missing], np.asarray(j)[missing])
+        i = np.asarray(i, dtype=np.int64)
+        j = np.asarray(j, dtype=np.int64)
+        out = np.empty(i.shape, dtype=np.float32)
+        pos, found = self._find(i * self._n + j)
+        out[found] = self._vals[pos[found]]
+        missing = np.nonzero(~found)[0]
+        if missing.size and self.symmetric:            # d(i, j) = d(j, i): j's list may hold i
+            pos_r, found_r = self._find(j[missing] * self._n + i[missing])
+            out[missing[found_r]] = self._vals[pos_r[found_r]]
+            missing = missing[~found_r]
+        if missing.size:
+            out[missing] = self._compute(i[missing], j[missing])
         return out
 
 

@@ -285,6 +285,21 @@ def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK):
         raise ValueError(f"Pair index arrays differ in length: {i.shape} vs {j.shape}")
     m, n = x.shape[1], y.shape[1]
     res = np.empty(i.shape[0], dtype=np.float32)
+    if i.shape[0] == 0:
+        return res
+    # Group the pairs by i: one GEMM per distinct i (dmli_rows) instead of one tiny product per
+    # pair, as long as padding the groups to the longest one costs little.
+    order = np.argsort(i, kind="stable")
+    i_sorted, j_sorted = i[order], j[order]
+    uniq, starts, counts = np.unique(i_sorted, return_index=True, return_counts=True)
+    if uniq.shape[0] * int(counts.max()) <= 4 * i.shape[0]:
+        group = np.repeat(np.arange(uniq.shape[0]), counts)
+        slot = np.arange(i.shape[0]) - np.repeat(starts, counts)
+        cand = np.repeat(j_sorted[starts][:, None], int(counts.max()), axis=1)
+        cand[group, slot] = j_sorted
+        rows = dmli_rows(x[uniq], y, cand, aligned)
+        res[order] = rows[group, slot]
+        return res
     for s in range(0, i.shape[0], chunk):
         a, b = x[i[s:s + chunk]], y[j[s:s + chunk]]                 # (T, m, C), (T, n, C)
         g = np.matmul(a, b.transpose(0, 2, 1))                      # (T, m, n)

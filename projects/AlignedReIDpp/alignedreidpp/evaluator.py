@@ -105,12 +105,14 @@ class AlignedReIDEvaluator(ReidEvaluator):
         ng = n - nq
         k = min(k, n)
         far = min(_NUM_FAR, n)
-        metric, bs = self._metric(), self._block_size()
+        metric = self._metric()
+        # Tiles wide enough for a cheap top-k (see rerank._topk_sorted), at most 64 MB each.
+        bs = min(max(self._block_size(), 16 * k), 4096)
         t = time.perf_counter()
         qg_global = np.empty((nq, ng), dtype=np.float32)
 
         def tiles():
-            for s, e, t0, u, tile in symmetric_tiles(x, metric, bs, (nq,)):
+            for s, e, t0, u, tile in symmetric_tiles(x, metric, bs, (nq,), exact_diagonal=False):
                 if s < nq <= t0:                     # tiles are aligned on the query count
                     qg_global[s:e, t0 - nq:u - nq] = tile
                 yield s, e, t0, u, tile
@@ -157,7 +159,9 @@ class AlignedReIDEvaluator(ReidEvaluator):
         """Global + local (per TEST.DISTANCE) distance of the pairs (i, j) of all samples."""
         d = dmli_pairs(self._cached_local, self._cached_local, i, j, **self._dmli_kwargs())
         if self._mode_cache == "global_local":
-            d = d + pairwise_feature_distance(self._cached_global, i, j, self._metric())
+            x = self._cached_global
+            sq = None if self._metric() == "cosine" else np.einsum("ij,ij->i", x, x)
+            d = d + pairwise_feature_distance(x, i, j, self._metric(), sq_norms=sq)
         return d
 
     # --------------------------------------------------------------------------- re-ranking
