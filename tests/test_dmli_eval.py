@@ -197,3 +197,16 @@ def test_missing_local_feature_is_named():
         evaluate(aligned_cfg("local"), {"global": feats["global"]}, pids, cams, nq)
     with pytest.raises(ValueError, match="TEST.DISTANCE"):
         evaluate(aligned_cfg("both"), feats, pids, cams, nq)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_mindspore_operator_path_equals_numpy(aligned):
+    """The GPU / Ascend path (MindSpore operators), run here on the CPU backend."""
+    rng = np.random.default_rng(6)
+    x = normalize(rng.normal(size=(11 * 4, 8))).reshape(11, 4, 8)
+    y = normalize(rng.normal(size=(7 * 4, 8))).reshape(7, 4, 8)
+    ref = dmli_distance(x, y, aligned=aligned, device="CPU")
+    ours = dmli_distance(x, y, aligned=aligned, block_size=4, device="GPU")
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+    sym = dmli_distance_symmetric(y, aligned=aligned, device="GPU")
+    assert np.array_equal(sym, sym.T)

@@ -14,6 +14,7 @@ through MindSpore operators on the device instead.
 import ctypes
 import glob
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -195,12 +196,16 @@ def _run(tasks, func, num_threads):
 
 
 def _use_device(device):
+    """True for the MindSpore operator path: ``device`` given and not CPU, or (None) MindSpore
+    already imported with a GPU / Ascend device target. Never imports MindSpore itself."""
     if device is not None:
-        return device not in ("CPU", "cpu", False)
+        return str(device).upper() != "CPU"
+    ms = sys.modules.get("mindspore")
+    if ms is None:
+        return False
     try:
-        import mindspore as ms
         return ms.get_context("device_target") not in ("CPU", None)
-    except Exception:  # noqa: BLE001 - no MindSpore or no context: CPU path
+    except Exception:  # noqa: BLE001 - no context yet: CPU path
         return False
 
 
