@@ -174,3 +174,15 @@ def test_dmli_gradient_is_finite_and_matches_finite_differences(mode):
         numeric = (sum(slow_dmli(a, b) for a, b in zip(plus, y))
                    - sum(slow_dmli(a, b) for a, b in zip(minus, y))) / (2 * eps)
         assert abs(numeric - gx[idx]) < 2e-2, (idx, numeric, gx[idx])
+
+
+def test_graph_dmli_agrees_with_the_evaluation_dmli(mode):
+    """Training (graph) and test (NumPy, blocked) DMLI are the same distance."""
+    from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(4, 8, 16)).astype(np.float32)
+    y = rng.normal(size=(6, 8, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=2, keepdims=True)
+    y /= np.linalg.norm(y, axis=2, keepdims=True)
+    graph = dmli_matrix(ms.Tensor(x), ms.Tensor(y)).asnumpy()
+    np.testing.assert_allclose(graph, dmli_distance(x, y, aligned=True), rtol=1e-4, atol=1e-4)
