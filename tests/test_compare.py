@@ -126,6 +126,7 @@ def test_parse_variant():
     assert compare.parse_variant("lr: SOLVER.BASE_LR 0.1 MODEL.LOSSES.NAME \"['CrossEntropyLoss']\"") \
         == ("lr", ["SOLVER.BASE_LR", "0.1", "MODEL.LOSSES.NAME", "['CrossEntropyLoss']"])
     assert compare.parse_variant("plain:") == ("plain", [])
+    assert compare.parse_variant("baseline") == ("baseline", [])
     with pytest.raises(compare.CompareError, match="name: KEY VALUE"):
         compare.parse_variant("SOLVER.BASE_LR 0.1")
     with pytest.raises(compare.CompareError, match="odd number"):

@@ -216,9 +216,12 @@ def write_outputs(rows, output_dir: str, stem: str = "comparison"):
 # ----------------------------------------------------------------------------- run planning
 
 def parse_variant(text: str):
-    """'name: KEY VALUE KEY VALUE' -> (name, [KEY, VALUE, ...]); values may be quoted."""
+    """'name: KEY VALUE KEY VALUE' -> (name, [KEY, VALUE, ...]); values may be quoted.
+    A bare 'name' (no colon, no space) is the config without overrides."""
     name, sep, rest = text.partition(":")
     name = name.strip()
+    if not sep and name and len(name.split()) == 1:  # a bare name: the config as it is
+        return name, []
     if not sep or not name:
         raise CompareError(
             f"--variant {text!r}: write it as \"name: KEY VALUE [KEY VALUE ...]\", "
