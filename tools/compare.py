@@ -19,7 +19,11 @@ common to all runs at the end::
         --variant "dmli: TEST.DISTANCE global_local" \\
         --eval-only MODEL.WEIGHTS logs/demo/model_final.ckpt
 
-With several configs and several variants every config runs with every variant.
+With several configs and several variants every config runs with every variant; a bare
+variant name (``--variant baseline``) runs the config unchanged. The time column is each
+run's wall clock (with ``--collect``: the span of its metrics.json timestamps, which leaves
+out the set-up before the first record).
+
 Only read runs that exist already::
 
     python tools/compare.py --collect logs/a logs/b --output-dir logs/compare/ab
