@@ -172,11 +172,17 @@ def _free_port() -> int:
 
 
 def _msrun(script, args, log_dir, timeout):
-    cmd = ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", f"--log_dir={log_dir}", "--join=True",
-           "--cluster_time_out=120", script, *args]
-    return subprocess.run(cmd, cwd=REPO, env=_clean_environ(GLOG_v="3"), capture_output=True,
-                          text=True, timeout=timeout)
+    """msrun (as this interpreter's module) with 2 CPU workers on 127.0.0.1."""
+    # msrun starts each process as "python <script>": make that this interpreter.
+    shim = os.path.join(str(log_dir) + "_bin")
+    os.makedirs(shim, exist_ok=True)
+    os.symlink(sys.executable, os.path.join(shim, "python"))
+    env = _clean_environ(GLOG_v="3", PATH=shim + os.pathsep + os.environ.get("PATH", ""))
+    cmd = [sys.executable, "-m", "mindspore.parallel.cluster.run", "--worker_num=2",
+           "--local_worker_num=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+           f"--log_dir={log_dir}", "--join=True", "--cluster_time_out=120", script, *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 ALIGNEDPP_CONFIG = os.path.join(REPO, "configs", "Market1501", "alignedpp_R50.yml")
