@@ -180,3 +180,42 @@ def test_amp_level_resolution():
     assert resolve_amp_level("o3", "CPU")[0] == "O3"
     with pytest.raises(ValueError, match="SOLVER.AMP.LEVEL 'O4'"):
         resolve_amp_level("O4", "CPU")
+
+
+class PairwiseDistanceLoss(nn.Cell):
+    """Mean pairwise distance sqrt(max(d^2, 1e-12)) in float32; the diagonal sits on the floor."""
+
+    loss_name = "loss_dist"
+
+    def construct(self, feat):
+        feat = ops.cast(feat, ms.float32)
+        sq = (feat * feat).sum(axis=1, keepdims=True)
+        d2 = sq + sq.T - 2 * ops.matmul(feat, feat.T)
+        return ops.sqrt(ops.maximum(d2, 1e-12)).mean()
+
+
+class DenseWithLoss(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Dense(6, 4)
+        self.loss = PairwiseDistanceLoss()
+
+    def construct(self, x, targets=None):
+        return {"loss_dist": self.loss(self.fc(x))}
+
+
+@pytest.mark.parametrize("level", ["O2", "O3"])
+def test_loss_cells_stay_float32_in_pynative(level):
+    # 1e-12 underflows to 0 in float16: without the float32 loss cell the gradient is NaN.
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        ms.set_seed(0)
+        model = apply_amp(DenseWithLoss(), level)
+        model.set_train(True)
+        opt = nn.SGD(model.trainable_params(), 0.01)
+        step = TrainStep(model, opt, amp.DynamicLossScaler(2.0, 2, 1000), jit=False)
+        x = ms.Tensor(np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32))
+        losses, finite, _ = step(x, ms.Tensor(np.zeros(5, np.int32)))
+        assert bool(finite.asnumpy()) and np.isfinite(losses_to_floats(losses)["loss_dist"])
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)

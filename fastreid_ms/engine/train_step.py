@@ -162,13 +162,29 @@ def check_losses_finite(losses: Dict[str, float], iteration: int, epoch: int,
         "SOLVER.AMP.LEVEL O0 if float16 overflowed.")
 
 
+def keep_losses_float32(model: nn.Cell) -> int:
+    """Run every loss cell (a cell with a ``loss_name``) in float32; returns how many.
+
+    Under O2 / O3 PyNative runs each operator inside a float16 cell in float16, so a loss
+    that casts its inputs to float32 is cast back, and e.g. the triplet's distance floor
+    (1e-12) underflows to 0: sqrt(0) gives infinite gradients at any loss scale.
+    """
+    count = 0
+    for _, cell in model.cells_and_names():
+        if getattr(cell, "loss_name", None) is not None and cell is not model:
+            cell.to_float(ms.float32)
+            count += 1
+    return count
+
+
 def apply_amp(model: nn.Cell, level: str) -> nn.Cell:
     """``mindspore.amp.auto_mixed_precision(model, level)``; returns the converted model itself.
 
     For O2 / O3 MindSpore wraps the network in a cell that casts its output to float32;
     that cast mangles dict outputs (the losses, the features) in GRAPH mode, so the
-    wrapper is removed: the train step casts every loss to float32 itself. The model is
-    converted in place (same parameters, same names); O0 leaves it untouched.
+    wrapper is removed: the train step casts every loss to float32 itself. Loss cells are
+    kept in float32 (:func:`keep_losses_float32`). The model is converted in place (same
+    parameters, same names); O0 leaves it untouched.
     """
     if level == "O0":
         return model
@@ -176,5 +192,7 @@ def apply_amp(model: nn.Cell, level: str) -> nn.Cell:
     inner = getattr(converted, "_backbone", None)
     if inner is model:
         setattr(model, "_amp_level", level)
-        return model
+        converted = model
+    if level in ("O2", "O3"):
+        keep_losses_float32(converted)
     return converted
