@@ -53,14 +53,26 @@ class _PeriodStats:
         self.iter_time = 0.0
         self.data_time = 0.0
         self.skipped = 0
+        self.timed_count = 0
+        self.timed_time = 0.0
 
-    def add(self, losses: Dict[str, float], iter_time: float, data_time: float, finite: bool):
+    def add(self, losses: Dict[str, float], iter_time: float, data_time: float, finite: bool,
+            compiled: bool = True):
+        """``compiled`` False for a step that included graph compilation (left out of images/s)."""
         self.count += 1
         for name, value in losses.items():
             self.losses[name] = self.losses.get(name, 0.0) + value
         self.iter_time += iter_time
         self.data_time += data_time
         self.skipped += 0 if finite else 1
+        if compiled:
+            self.timed_count += 1
+            self.timed_time += iter_time
+
+    def images_per_s(self, batch: int) -> float:
+        if self.timed_count:
+            return batch * self.timed_count / max(self.timed_time, 1e-9)
+        return batch * self.count / max(self.iter_time, 1e-9)
 
     def means(self) -> Dict[str, float]:
         return OrderedDict((k, v / self.count) for k, v in self.losses.items())
@@ -241,7 +253,7 @@ class DefaultTrainer:
                 raise
             iter_time = time.perf_counter() - end
             finite = bool(np.asarray(finite.asnumpy()))
-            stats.add(values, iter_time, data_time, finite)
+            stats.add(values, iter_time, data_time, finite, compiled=self._step_compiled)
             if self._step_compiled:  # the first step of a process includes graph compilation
                 self._iters_timed += 1
                 self._time_spent += iter_time
@@ -260,7 +272,7 @@ class DefaultTrainer:
         lr = self.current_lr()
         per_iter = (self._time_spent / self._iters_timed if self._iters_timed
                     else stats.iter_time / stats.count)
-        images_per_s = self.cfg.SOLVER.IMS_PER_BATCH * stats.count / max(stats.iter_time, 1e-9)
+        images_per_s = stats.images_per_s(int(self.cfg.SOLVER.IMS_PER_BATCH))
         data_time = stats.data_time / stats.count
         eta = per_iter * (total_iters - self.iteration)
         terms = "  ".join(f"{k}: {v:.4f}" for k, v in means.items())
