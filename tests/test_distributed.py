@@ -10,6 +10,7 @@ fail at once.
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -144,6 +145,10 @@ def test_set_mindspore_context_keeps_device_chosen_at_init(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- comm (one process)
+def test_check_resume_agrees_is_a_no_op_in_one_process(clean_env):
+    launch.check_resume_agrees(7, "logs/x")
+
+
 def test_comm_helpers_in_one_process(clean_env):
     x = np.array([[1, 2], [3, 4]], np.int64)
     assert comm.get_world_size() == 1 and comm.get_rank() == 0 and comm.is_main_process()
@@ -208,16 +213,25 @@ def _log(path) -> str:
         return f.read()
 
 
-@pytest.mark.slow
-def test_msrun_two_cpu_workers_train_identically_and_only_rank0_writes(tmp_path):
-    dump, out = tmp_path / "dump", tmp_path / "out"
+@pytest.fixture(scope="module")
+def trained_job(tmp_path_factory):
+    """One msrun job of 2 CPU workers: 3 iterations of a tiny AlignedReID++ (shared)."""
+    root = tmp_path_factory.mktemp("msrun_train")
+    dump, out = root / "dump", root / "out"
     dump.mkdir()
     # SEED -1: rank 0 draws the seed and shares it, so both ranks start alike.
-    proc = _msrun(WORKER, [str(dump), str(out), *_tiny_opts(tmp_path / "data", ["SEED", "-1"])],
-                  tmp_path / "msrun_log", timeout=400)
-    logs = {name: _log(tmp_path / "msrun_log" / name)
+    proc = _msrun(WORKER, [str(dump), str(out), *_tiny_opts(root / "data", ["SEED", "-1"])],
+                  root / "msrun_log", timeout=400)
+    logs = {name: _log(root / "msrun_log" / name)
             for name in ("worker_0.log", "worker_1.log", "scheduler.log")}
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs["worker_0.log"][-3000:] + logs["worker_1.log"][-3000:]
+    assert proc.returncode == 0, (proc.stdout[-2000:] + proc.stderr[-2000:] +
+                                  logs["worker_0.log"][-3000:] + logs["worker_1.log"][-3000:])
+    return root, dump, out, logs
+
+
+@pytest.mark.slow
+def test_msrun_two_cpu_workers_train_identically_and_only_rank0_writes(trained_job):
+    _, dump, out, logs = trained_job
 
     info = [json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in (0, 1):
@@ -262,6 +276,28 @@ def test_msrun_two_cpu_workers_train_identically_and_only_rank0_writes(tmp_path)
     for r in (0, 1):
         step = info[r]["mean_gradient_step"]
         np.testing.assert_allclose(step["weight"], step["expected"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_msrun_resume_from_different_checkpoints_fails_on_every_rank(trained_job, tmp_path):
+    """Rank 0 finds its finished run in OUTPUT_DIR, rank 1 (as on another machine without
+    the files) finds none: both stop with the same message instead of drifting apart."""
+    root, _, out, _ = trained_job
+    shutil.copytree(out / "rank0", tmp_path / "out" / "rank0")
+    (tmp_path / "dump").mkdir()
+    proc = _msrun(WORKER, [str(tmp_path / "dump"), str(tmp_path / "out"), "--resume",
+                           *_tiny_opts(root / "data", ["SEED", "-1"])],
+                  tmp_path / "msrun_log", timeout=300)
+    assert proc.returncode != 0
+    messages = []
+    for name in ("worker_0.log", "worker_1.log"):
+        lines = [line for line in _log(tmp_path / "msrun_log" / name).splitlines()
+                 if line.startswith("train_net.py: error:")]
+        assert len(lines) == 1, name
+        messages.append(lines[0])
+    # The same message (each names its OUTPUT_DIR, per rank only in this harness).
+    assert len({re.sub(r"OUTPUT_DIR \S+", "OUTPUT_DIR <dir>", m) for m in messages}) == 1
+    assert "rank 0: epoch 1, rank 1: epoch 0" in messages[0] and "share" in messages[0]
 
 
 @pytest.mark.slow

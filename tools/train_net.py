@@ -28,7 +28,7 @@ EXIT_NONFINITE_LOSS = 3
 def main(args):
     from fastreid_ms.config import ConfigError
     from fastreid_ms.engine import DefaultTrainer, default_setup, setup_cfg
-    from fastreid_ms.engine.launch import setup_distributed
+    from fastreid_ms.engine.launch import check_resume_agrees, setup_distributed
     from fastreid_ms.utils import comm
     from fastreid_ms.utils.checkpoint import Checkpointer
 
@@ -54,6 +54,7 @@ def main(args):
         return results
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    check_resume_agrees(trainer.start_epoch, cfg.OUTPUT_DIR)
     return trainer.train()
 
 

@@ -23,6 +23,8 @@ checkpoints hold rank 0's.
 """
 import os
 
+import numpy as np
+
 from ..utils import comm
 from ..utils.env import resolve_device
 
@@ -186,3 +188,24 @@ def setup_distributed(cfg, eval_only: bool = False):
         if was_frozen:
             cfg.freeze()
     return cfg
+
+
+def check_resume_agrees(start_epoch: int, output_dir: str) -> None:
+    """After ``resume_or_load`` on every rank: fail on every rank when they would continue
+    from different epochs (OUTPUT_DIR is written by rank 0 only, so on several machines the
+    other machines' copies may be missing or stale). No-op in a single process."""
+    if not comm.is_initialized() or comm.get_world_size() <= 1:
+        return
+    epochs = [int(e) for e in comm.all_gather(np.array([start_epoch], np.int64))]
+    if len(set(epochs)) > 1:
+        per_rank = ", ".join(f"rank {r}: epoch {e}" for r, e in enumerate(epochs))
+        # Every rank saw the same epochs and fails here: leave the job in order, so that
+        # msrun's scheduler ends at once instead of waiting for lost workers to time out.
+        from mindspore.communication import release
+        release()
+        comm.mark_initialized(False)
+        raise LaunchError(
+            f"The ranks would resume from different epochs ({per_rank}): they read different "
+            f"checkpoints in OUTPUT_DIR {output_dir}. Only rank 0 writes it, so on several "
+            "machines put OUTPUT_DIR on storage they all share (or copy rank 0's folder to "
+            "each machine) before --resume.")
