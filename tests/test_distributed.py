@@ -725,6 +725,10 @@ def test_modelarts_other_devices_wait_for_the_copy(obs, clean_env, capsys):
     as_device(1)
     assert modelarts.main(obs_args, run_training=fake_training) == 0
     assert len(mox.calls) == 3  # device 1 copied nothing in, and nothing out (not rank 0)
+    # A record left by a job with other inputs is not taken for this job's.
+    code = modelarts.main([*obs_args[:2], f"--cache_dir={cache}", "--copy_timeout=0.2"],
+                          run_training=lambda argv: pytest.fail("must not run"))
+    assert code == 2 and "never recorded them" in capsys.readouterr().err
     assert seen[0] == seen[1]
     assert seen[0][seen[0].index("MODEL.BACKBONE.PRETRAIN_PATH") + 1] == str(
         cache / "pretrained" / "resnet50_imagenet.ckpt")

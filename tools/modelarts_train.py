@@ -20,6 +20,7 @@ ModelArts) it stops with a message and exit code 2.
 """
 import argparse
 import importlib.util
+import json
 import os
 import shlex
 import sys
@@ -30,6 +31,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import fastreid_ms  # noqa: E402,F401  (CPU kernel choice before MindSpore starts)
+from fastreid_ms.utils.file_io import atomic_write_text  # noqa: E402
 
 EXIT_USER_ERROR = 2
 CHECKPOINT_SUFFIXES = (".ckpt", ".npz", ".safetensors")
@@ -137,12 +139,37 @@ def _local_rank() -> int:
     return int(value)
 
 
+def _sources(args) -> dict:
+    return {"data_url": args.data_url, "pre_trained": args.pre_trained,
+            "pre_trained_name": args.pre_trained_name, "checkpoint_url": args.checkpoint_url,
+            "ckpt_name": args.ckpt_name}
+
+
+def _read_marker(marker: str, sources: dict):
+    """The local paths the marker records for ``sources``, or None (absent, or left by a
+    job with other inputs)."""
+    try:
+        with open(marker, "r", encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record.get("paths") if record.get("sources") == sources else None
+
+
 def prepare_inputs(mox, args, copier: bool):
-    """Copy data / weights in (``copier``) or wait for the machine's copier; local paths."""
+    """Copy data / weights in (``copier``) or wait for the machine's copier; local paths.
+
+    The copier records the local paths with their OBS sources in ``COPY_DONE_MARKER``
+    (written atomically when the copy is complete); the others wait for a record of the
+    same sources.
+    """
     cache = os.path.abspath(args.cache_dir)
     marker = os.path.join(cache, COPY_DONE_MARKER)
-    paths = {"data": os.path.join(cache, "data"), "pretrained": "", "weights": ""}
+    sources = _sources(args)
     if copier:
+        if os.path.exists(marker):
+            os.remove(marker)
+        paths = {"data": os.path.join(cache, "data"), "pretrained": "", "weights": ""}
         copy_in(mox, args.data_url, paths["data"])
         if args.pre_trained:
             got = copy_in(mox, args.pre_trained, os.path.join(cache, "pretrained"))
@@ -150,22 +177,18 @@ def prepare_inputs(mox, args, copier: bool):
         if args.checkpoint_url:
             got = copy_in(mox, args.checkpoint_url, os.path.join(cache, "checkpoint"))
             paths["weights"] = pick_checkpoint(got, args.ckpt_name, "--checkpoint_url")
-        with open(marker, "w", encoding="utf-8") as f:
-            f.write("\n".join(f"{k}={v}" for k, v in paths.items()) + "\n")
+        atomic_write_text(marker, json.dumps({"sources": sources, "paths": paths}))
         return paths
     deadline = time.monotonic() + args.copy_timeout
-    while not os.path.exists(marker):
+    while True:
+        paths = _read_marker(marker, sources)
+        if paths is not None:
+            return paths
         if time.monotonic() > deadline:
             raise ModelArtsError(
                 f"waited {args.copy_timeout:.0f} s for the first process of this machine to "
-                f"copy the inputs ({marker} never appeared): see device 0's log.")
+                f"copy the inputs ({marker} never recorded them): see device 0's log.")
         time.sleep(2.0)
-    with open(marker, "r", encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.strip().partition("=")
-            if key in paths:
-                paths[key] = value
-    return paths
 
 
 def train_net_argv(args, paths, overrides, output_dir: str):
