@@ -203,8 +203,7 @@ def plot_metrics(metrics_path: str, out_path: str = None, title: str = None, dpi
     lr_x, lr_y = train["lr"]
     if lr_x:
         ax_lr.plot(lr_x, lr_y, color="tab:purple", linewidth=1.2, label="lr")
-        if min(lr_y) > 0 and max(lr_y) / min(lr_y) > 100:
-            ax_lr.set_yscale("log")
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     _finish(ax_lr, "learning rate", train["x_label"], "lr", bool(lr_x), legend=False)
 
     colors = {k: f"C{i}" for i, k in enumerate(EVAL_KEYS)}
