@@ -213,3 +213,22 @@ def test_two_real_variants_through_train_net(tmp_path, capsys):
         assert compare.final_results(records)[0]["mAP"] == run["mAP"]
     for name in ("2 stripes", "3 stripes"):
         assert any(line.startswith(f"| {name}") for line in printed.splitlines())
+
+    # --eval-only on the first run's final weights: the default test feature reproduces
+    # that run's own final evaluation exactly; the other feature is a different descriptor.
+    weights = os.path.join(out, "2_stripes", "model_final.ckpt")
+    assert os.path.isfile(weights)
+    out_eval = str(tmp_path / "cmp_eval")
+    rc = compare.main(["--config-file", PCB_DEMO, "--output-dir", out_eval, "--eval-only",
+                       "--variant", "pooled: MODEL.HEADS.STRIPE_TEST_FEAT pooled",
+                       "--variant", "reduced: MODEL.HEADS.STRIPE_TEST_FEAT reduced"]
+                      + opts + ["MODEL.HEADS.NUM_STRIPES", "2", "MODEL.WEIGHTS", weights])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    with open(os.path.join(out_eval, "comparison.json"), encoding="utf-8") as f:
+        evals = {r["name"]: r for r in json.load(f)["runs"]}
+    trained = runs[0]
+    for key in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"):
+        assert evals["pooled"][key] == pytest.approx(trained[key], abs=1e-6)
+        assert 0.0 <= evals["reduced"][key] <= 100.0
+    assert evals["pooled"]["epoch"] is None and evals["pooled"]["dataset"] == "Synthetic"
