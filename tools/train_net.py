@@ -75,7 +75,7 @@ def _user_errors():
 
 def _report(kind: str, exc: BaseException) -> None:
     import logging
-    message = " ".join(str(exc).split())
+    message = str(exc).strip()  # keep line breaks: layout errors show a folder tree
     logging.getLogger("fastreid_ms").error("%s: %s", kind, message)
     print(f"\ntrain_net.py: {kind}: {message}", file=sys.stderr, flush=True)
 

@@ -37,7 +37,24 @@ def default_argument_parser(description: str = None) -> argparse.ArgumentParser:
                         help="evaluate MODEL.WEIGHTS on the test sets without training")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01")
+    parser.parse_args = _flags_anywhere(parser.parse_args)
     return parser
+
+
+def _flags_anywhere(parse_args):
+    """Let --resume / --eval-only also come after the KEY VALUE overrides (argparse's
+    REMAINDER would otherwise take them as overrides)."""
+    def parse(args=None, namespace=None):
+        ns = parse_args(args, namespace)
+        opts = []
+        for item in ns.opts or []:
+            if item in ("--resume", "--eval-only"):
+                setattr(ns, item[2:].replace("-", "_"), True)
+            else:
+                opts.append(item)
+        ns.opts = opts
+        return ns
+    return parse
 
 
 def setup_cfg(args):

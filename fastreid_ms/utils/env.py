@@ -86,9 +86,20 @@ def set_mindspore_context(device: str, mode: str = "GRAPH", device_id: int = Non
     from . import comm
     # After fastreid_ms.engine.launch.init_distributed the device is set and cannot change
     # (msrun may have given this rank another device id than DEVICE_ID says).
-    if not comm.is_initialized():
+    if not comm.is_initialized() and not _device_already(ms, device, device_id):
         if device == "CPU":
             ms.set_device("CPU")
         else:
             ms.set_device(device, device_id)
     ms.set_context(mode=ms.GRAPH_MODE if mode_key == "GRAPH" else ms.PYNATIVE_MODE)
+
+
+def _device_already(ms, device: str, device_id: int) -> bool:
+    """True when MindSpore already runs on ``device`` (set_device may not be called again
+    once a kernel has run, even with the same value: tests and tools call this repeatedly)."""
+    try:
+        current = ms.get_current_device()
+        target, current_id = current[0], current[1]
+    except Exception:  # older MindSpore: no get_current_device
+        return False
+    return target == device and (device == "CPU" or int(current_id) == int(device_id))
