@@ -263,14 +263,14 @@ def report(dim, runs, sizes):
     for name, run in runs.items():
         if run is None:
             continue
-        row = [name] + [100 * run["metrics"].get(k, float("nan")) for k in keys]
+        row = [name] + [f"{100 * run['metrics'].get(k, float('nan')):.3f}" for k in keys]
         row.append(f"{_max_diff(run, seed, keys):.2e}" if seed and name != "seed" else "")
         row.append(f"{100 * _max_diff(run, exact, ['Rank-1', 'mAP', 'RK Rank-1', 'RK mAP']):.3f}"
                    if exact and name == "candidate" else "")
         mrows.append(row)
     lines.append(tabulate(mrows, headers=["pipeline"] + keys + ["max |diff| vs seed (fraction)",
                                                                  "R1/mAP diff vs exact (points)"],
-                          floatfmt=".2f"))
+                          floatfmt=".3f", disable_numparse=True))
     text = "\n".join(lines)
     print(text, flush=True)
     return text
@@ -288,7 +288,7 @@ def main(argv=None):
                         help="part feature sizes, comma-separated (the seed runs with the first)")
     parser.add_argument("--exact-all", action="store_true",
                         help="also run the exact mode for part sizes above 512 (slow)")
-    parser.add_argument("--candidates", type=int, default=100, help="TEST.RERANK.CANDIDATES")
+    parser.add_argument("--candidates", type=int, default=200, help="TEST.RERANK.CANDIDATES")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="", help="also write the tables to this file")
     parser.add_argument("--worker", choices=["seed", "exact", "candidate"], help=argparse.SUPPRESS)

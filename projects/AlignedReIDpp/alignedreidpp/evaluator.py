@@ -8,11 +8,12 @@ TEST.EVALUATOR "AlignedReIDEvaluator". Keys (projects/AlignedReIDpp/alignedreidp
 - TEST.LOCAL.ALIGNED: DMLI shortest path (True) or the unaligned diagonal sum (False);
 - TEST.RERANK.*: with CANDIDATES 0 the exact re-ranking of the seed on the (q+g)^2 matrix of
   global + local distances (its q-q and g-g local distances included); with CANDIDATES = K > 0 the
-  candidate mode: each sample's K nearest by the global distance are the only pairs whose local
-  distance is computed (plus a few of the farthest, for the row maximum); a pair without a local
-  distance gets the largest local distance among its row's candidates. Memory is then linear in
-  the number of samples (MSMT17: 11,659 x 82,161) and the plain and re-ranked metrics change by
-  far less than a point (see tools/benchmark_eval.py).
+  candidate mode: the query x gallery distances stay exact (so do the plain metrics), but the
+  re-ranking's neighbour lists come from each sample's K nearest by the global distance, whose
+  local distances alone are computed (plus a few of the farthest, for the row maximum of the
+  gallery rows); other pairs the k-reciprocal sets reach are computed on demand. Nothing of
+  size (q+g)^2 exists, so memory is linear in the gallery size beyond the (Q, G) matrices
+  (MSMT17: 11,659 x 82,161).
 """
 import logging
 import time
@@ -83,24 +84,26 @@ class AlignedReIDEvaluator(ReidEvaluator):
             return dist
         local = self._local_features(feats)
         self._cached_local = local
-        if candidates > 0:
-            return self._candidate_distance(x, local, nq, candidates, mode)
         dist = None
-        if mode == "global_local":
+        if mode == "global_local" and candidates == 0:
             dist = compute_distance(x[:nq], x[nq:], self._metric(), self._block_size())
             self._tick("global", t)
+        elif candidates > 0:
+            dist = self._candidate_scan(x, local, nq, candidates, mode)
         t = time.perf_counter()
         local_qg = dmli_distance(local[:nq], local[nq:], block_size=None, **self._dmli_kwargs())
         self._tick("local_qg", t)
-        if dist is None:
+        if dist is None or mode == "local":
             return local_qg
         local_qg += dist            # the seed's local_distmat + distmat
         return local_qg
 
     # --------------------------------------------------------------------------- candidate mode
-    def _candidate_distance(self, x, local, nq, k, mode):
-        """Global scan of all (q+g) rows -> K candidates and far samples per row, their local
-        distances, and the (Q, G) distance with the local part on candidates only."""
+    def _candidate_scan(self, x, local, nq, k, mode):
+        """Candidate mode: one pass over the tiles of the upper half of the global (q+g)^2
+        distance gives every sample's K nearest (and a few farthest) by the global distance and
+        the (Q, G) global distance, which is returned; the local distances of those pairs make
+        the re-ranking's neighbour lists (sorted by the TEST.DISTANCE distance)."""
         n = x.shape[0]
         ng = n - nq
         k = min(k, n)
@@ -140,20 +143,10 @@ class AlignedReIDEvaluator(ReidEvaluator):
         order = np.lexsort((cand, cand_d), axis=1)
         cand = np.take_along_axis(cand, order, axis=1)
         cand_d = np.take_along_axis(cand_d, order, axis=1)
-        cand_l = np.take_along_axis(cand_l, order, axis=1)
-        row_max = np.maximum(cand_d.max(axis=1), far_d.max(axis=1))
-        fill = cand_l.max(axis=1)                                   # (n,)
-
-        # (Q, G): the global part everywhere, the local part on candidates, the fill elsewhere.
-        dist = qg_global if with_global else np.zeros((nq, ng), dtype=np.float32)
-        dist += fill[:nq, None]
-        rows, cols = np.nonzero(cand[:nq] >= nq)
-        g_cols = cand[:nq][rows, cols] - nq
-        dist[rows, g_cols] += cand_l[:nq][rows, cols] - fill[:nq][rows]
         self._candidates = {"top": cand, "dist": np.concatenate([cand_d, far_d], axis=1),
                             "keys": np.concatenate([cand, far_idx], axis=1),
-                            "row_max": row_max}
-        return dist
+                            "row_max": np.maximum(cand_d.max(axis=1), far_d.max(axis=1))}
+        return qg_global if with_global else None
 
     def _pair_distance(self, i, j):
         """Global + local (per TEST.DISTANCE) distance of the pairs (i, j) of all samples."""
@@ -172,9 +165,12 @@ class AlignedReIDEvaluator(ReidEvaluator):
             return super().rerank(feats, nq, q_g_dist)
         if int(rk.CANDIDATES) > 0:
             c = self._candidates
+            # The query rows are known exactly: their maxima include every gallery sample.
+            row_max = c["row_max"].copy()
+            row_max[:nq] = np.maximum(row_max[:nq], q_g_dist.max(axis=1))
             lookup = PairLookup(c["keys"], c["dist"], self._pair_distance)
             t = time.perf_counter()
-            out = re_ranking_neighbours(c["top"], c["row_max"], nq, lookup,
+            out = re_ranking_neighbours(c["top"], row_max, nq, lookup,
                                         lambda s, e: q_g_dist[s:e], k1=rk.K1, k2=rk.K2,
                                         lambda_value=rk.LAMBDA)
             self._tick("rerank_core", t)
