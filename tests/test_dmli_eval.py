@@ -212,3 +212,17 @@ def test_mindspore_operator_path_equals_numpy(aligned):
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
     sym = dmli_distance_symmetric(y, aligned=aligned, device="GPU")
     assert np.array_equal(sym, sym.T)
+
+
+def test_distance_and_rerank_usable_on_their_own():
+    """As tools/rank_gallery.py and tools/visualize_result.py use them (junk kept)."""
+    feats, pids, cams, nq = make_parts(seed=5, num_ids=8, per_id=4, junk=0)
+    cfg = aligned_cfg("global_local", rerank=False, candidates=50)
+    ev = build_evaluator(cfg, nq)
+    dist = ev.query_gallery_distance(feats, nq)
+    glob, loc, _ = seed_like_distances(feats, pids, nq)
+    np.testing.assert_allclose(dist, (glob + loc)[:nq, nq:], rtol=1e-5, atol=1e-5)
+    rk = ev.rerank(feats, nq, dist)
+    full = glob + loc
+    ref = re_ranking(full[:nq, nq:], full[:nq, :nq], full[nq:, nq:], k1=6, k2=3)
+    np.testing.assert_allclose(rk, ref, atol=1e-4)

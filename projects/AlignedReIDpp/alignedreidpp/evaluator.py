@@ -43,7 +43,10 @@ _NUM_FAR = 16
 class AlignedReIDEvaluator(ReidEvaluator):
     """Evaluator of AlignedReID++ features {"global": (N, D), "local": (N, P, C)}; see the module
     docstring for the distances. ``evaluate()`` -> OrderedDict in percent, "RK " keys only with
-    re-ranking; ``timings`` holds the seconds of each stage of the last evaluation."""
+    re-ranking; ``timings`` holds the seconds of each stage of the last evaluation.
+    ``query_gallery_distance(features, num_query)`` -> the (Q, G) ranking distance and
+    ``rerank(features, num_query, q_g_dist)`` are usable on their own (tools/rank_gallery.py,
+    tools/visualize_result.py)."""
 
     def _mode(self):
         test = self.cfg.TEST
@@ -73,8 +76,10 @@ class AlignedReIDEvaluator(ReidEvaluator):
     # --------------------------------------------------------------------------- plain distance
     def query_gallery_distance(self, feats, nq):
         mode = self._mode()
-        candidates = int(self.cfg.TEST.RERANK.CANDIDATES)
+        # The candidate scan only serves re-ranking.
+        candidates = int(self.cfg.TEST.RERANK.CANDIDATES) if self.cfg.TEST.RERANK.ENABLED else 0
         self._mode_cache = mode
+        self._candidates = None
         t = time.perf_counter()
         x = self._global_features(feats, nq) if (mode != "local" or candidates > 0) else None
         self._cached_global = x
@@ -164,6 +169,10 @@ class AlignedReIDEvaluator(ReidEvaluator):
         if mode == "global":
             return super().rerank(feats, nq, q_g_dist)
         if int(rk.CANDIDATES) > 0:
+            if getattr(self, "_candidates", None) is None:       # re-ranking not configured
+                x = self._global_features(feats, nq)
+                self._cached_global = x
+                self._candidate_scan(x, self._cached_local, nq, int(rk.CANDIDATES), mode)
             c = self._candidates
             # The query rows are known exactly: their maxima include every gallery sample.
             row_max = c["row_max"].copy()
