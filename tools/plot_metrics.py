@@ -212,8 +212,10 @@ def plot_metrics(metrics_path: str, out_path: str = None, title: str = None, dpi
         for key, (xs, ys) in metrics.items():
             base = key[len(RERANK_PREFIX):] if key.startswith(RERANK_PREFIX) else key
             label = f"{dataset} {key}" if several else key
-            ax_eval.plot(xs, ys, marker="o", markersize=3, color=colors[base],
-                         linestyle="--" if key.startswith(RERANK_PREFIX) else "-", label=label)
+            rk = key.startswith(RERANK_PREFIX)  # re-ranked: dashed, open squares
+            ax_eval.plot(xs, ys, marker="s" if rk else "o", markersize=5 if rk else 3,
+                         fillstyle="none" if rk else "full", color=colors[base],
+                         linestyle="--" if rk else "-", label=label)
     _finish(ax_eval, "evaluation", "epoch", "%", bool(evals))
 
     fig.suptitle(title or os.path.basename(os.path.dirname(os.path.abspath(metrics_path))))
