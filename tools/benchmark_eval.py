@@ -14,7 +14,15 @@ clean; stage times come from the evaluator. Examples::
 
     python tools/benchmark_eval.py --scale 0.2              # quick: about a minute
     python tools/benchmark_eval.py                          # full Market-1501 size, seed included
-    python tools/benchmark_eval.py --msmt --skip-seed       # MSMT17 size, candidate mode only
+    python tools/benchmark_eval.py --msmt                   # MSMT17 size, candidate mode only
+
+Stages: ``global`` (for the candidate mode: the scan of the upper half of the global (q+g)^2
+distance for the neighbour lists), ``local_qg`` (DMLI query x gallery; candidate mode: plus the
+candidates' DMLI), ``rank`` (CMC / mAP), ``local_qq`` / ``local_gg`` (exact re-ranking only),
+``rerank`` (the rest of re-ranking, including the q-q / g-g global distances), ``RK rank``.
+The candidate mode keeps the query x gallery distances exact, so only the "RK" metrics may differ
+from the exact mode; how much depends on --candidates (neighbour lists by the global distance
+must hold each sample's k1+1 nearest by the global + local distance).
 """
 import argparse
 import json
