@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test demo test test-fast
+.PHONY: install install-test demo test test-fast mslite
 
 install:
 	$(PIP) install -e .
@@ -21,3 +21,8 @@ test: install-test
 # Skip the slow end-to-end tests.
 test-fast: install-test
 	$(PYTHON) -m pytest -q -m "not slow" tests
+
+# Optional: the MindSpore C++ inference API (from the mindspore-lite 2.0.0 wheel, ~170 MB once),
+# so that the test suite also compiles the Ascend 310 program (skipped with a reason otherwise).
+mslite:
+	PYTHON=$(PYTHON) bash ascend310_infer/fetch_mslite.sh
