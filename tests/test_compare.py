@@ -51,7 +51,7 @@ def _run_b(tmp_path):
 
 
 def test_final_results_take_the_last_evaluation(tmp_path):
-    records = compare.read_records(os.path.join(_run_a(tmp_path), "metrics.json"))
+    records = compare.read_metrics(os.path.join(_run_a(tmp_path), "metrics.json"))
     results = compare.final_results(records)
     assert len(results) == 1
     assert results[0]["epoch"] == 10 and results[0]["Rank-1"] == 91.25
@@ -209,7 +209,7 @@ def test_two_real_variants_through_train_net(tmp_path, capsys):
         assert run["Rank-1"] <= run["Rank-5"] <= run["Rank-10"]
         assert run["seconds"] > 0
         # The table row holds the same numbers as the run's own metrics.json.
-        records = compare.read_records(os.path.join(run["output_dir"], "metrics.json"))
+        records = compare.read_metrics(os.path.join(run["output_dir"], "metrics.json"))
         assert compare.final_results(records)[0]["mAP"] == run["mAP"]
     for name in ("2 stripes", "3 stripes"):
         assert any(line.startswith(f"| {name}") for line in printed.splitlines())

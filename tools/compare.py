@@ -32,7 +32,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import os
 import re
 import shlex
@@ -45,6 +44,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, _ROOT)
 
+from fastreid_ms.utils.events import finite_number, read_metrics  # noqa: E402
 from fastreid_ms.utils.file_io import atomic_write_text  # noqa: E402
 
 TRAIN_NET = os.path.join(_ROOT, "tools", "train_net.py")
@@ -58,32 +58,6 @@ class CompareError(ValueError):
 
 
 # ----------------------------------------------------------------------------- records
-
-def read_records(path: str):
-    """The JSON objects of a metrics.json file (a truncated last line is skipped)."""
-    records = []
-    with open(path, "r", encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
-
-
-def _number(value):
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def is_eval_record(record: dict) -> bool:
@@ -102,7 +76,7 @@ def final_results(records, since: float = None):
     """
     last = OrderedDict()
     for record in records:
-        if since is not None and _number(record.get("time")) is not None and record["time"] < since:
+        if since is not None and finite_number(record.get("time")) is not None and record["time"] < since:
             continue
         if not is_eval_record(record):
             continue
@@ -110,7 +84,7 @@ def final_results(records, since: float = None):
         result = {"dataset": dataset, "epoch": record.get("epoch")}
         for key in METRIC_KEYS + EXTRA_METRIC_KEYS:
             for name in (key, RERANK_PREFIX + key):
-                value = _number(record.get(name))
+                value = finite_number(record.get(name))
                 if value is not None:
                     result[name] = value
         last[dataset] = result
@@ -121,13 +95,13 @@ def run_seconds(records, since: float = None):
     """Training time recorded by the trainer (a "total_time"/"train_time" key, seconds),
     else the span of the record timestamps; None when neither is known."""
     records = [r for r in records
-               if since is None or _number(r.get("time")) is None or r["time"] >= since]
+               if since is None or finite_number(r.get("time")) is None or r["time"] >= since]
     for record in reversed(records):
         for key in ("train_time", "total_time"):
-            value = _number(record.get(key))
+            value = finite_number(record.get(key))
             if value is not None:
                 return value
-    times = [_number(r.get("time")) for r in records]
+    times = [finite_number(r.get("time")) for r in records]
     times = [t for t in times if t is not None]
     if len(times) >= 2:
         return max(times) - min(times)
@@ -144,7 +118,7 @@ def collect_run(name: str, output_dir: str, since: float = None, wall_seconds: f
     base.update(extra or {})
     if not os.path.isfile(path):
         return [OrderedDict(base, status=f"no metrics.json at {path}")]
-    records = read_records(path)
+    records = read_metrics(path)
     results = final_results(records, since=since)
     seconds = wall_seconds if wall_seconds is not None else run_seconds(records, since=since)
     if not results:

@@ -11,8 +11,6 @@ mINP; re-ranked ones dashed).
 Needs matplotlib: ``pip install fastreid_ms[plot]`` (or ``pip install -e ".[plot]"``).
 """
 import argparse
-import json
-import math
 import os
 import sys
 
@@ -21,6 +19,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from fastreid_ms.utils.events import finite_number, read_metrics  # noqa: E402
 from fastreid_ms.utils.file_io import atomic_path  # noqa: E402
 
 EVAL_KEYS = ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP")
@@ -43,35 +42,6 @@ def resolve_metrics_path(path: str) -> str:
             f"No metrics file at {path}. Give a training OUTPUT_DIR or its metrics.json "
             "(tools/train_net.py writes OUTPUT_DIR/metrics.json while it trains).")
     return path
-
-
-def read_records(path: str):
-    """The JSON records of a metrics.json file (one object per line; a truncated line is
-    skipped, as a crash mid-write may leave one)."""
-    records = []
-    with open(path, "r", encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
-
-
-def _number(value):
-    """A finite float, or None (metrics.json stores nan / inf as strings)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def is_eval_record(record: dict) -> bool:
@@ -103,10 +73,10 @@ def _is_loss_key(key: str) -> bool:
 def _train_x(record: dict, iters_per_epoch):
     """(x, unit): the global iteration when known, else the epoch (fractional if possible)."""
     for key in ("iteration", "global_iter", "global_step", "step"):
-        if _number(record.get(key)) is not None:
-            return _number(record[key]), "iteration"
-    epoch = _number(record.get("epoch"))
-    it = _number(record.get("iter"))
+        if finite_number(record.get(key)) is not None:
+            return finite_number(record[key]), "iteration"
+    epoch = finite_number(record.get("epoch"))
+    it = finite_number(record.get("iter"))
     if epoch is not None and it is not None and iters_per_epoch:
         return epoch * iters_per_epoch + it, "iteration"
     if epoch is not None:
@@ -119,7 +89,7 @@ def training_curves(records):
     train = [r for r in records if is_train_record(r)]
     iters = None
     for r in train:
-        n = _number(r.get("iters_per_epoch"))
+        n = finite_number(r.get("iters_per_epoch"))
         if n:
             iters = n
     losses, lr_x, lr_y, units = {}, [], [], set()
@@ -129,7 +99,7 @@ def training_curves(records):
             x, unit = float(index), "record"
         units.add(unit)
         for key, value in r.items():
-            y = _number(value)
+            y = finite_number(value)
             if y is None:
                 continue
             if _is_loss_key(key):
@@ -149,7 +119,7 @@ def eval_curves(records):
     curves = {}
     last_epoch = 0.0
     for r in records:
-        epoch = _number(r.get("epoch"))
+        epoch = finite_number(r.get("epoch"))
         if not is_eval_record(r):
             if epoch is not None:
                 last_epoch = epoch
@@ -157,7 +127,7 @@ def eval_curves(records):
         x = epoch if epoch is not None else last_epoch
         per_dataset = curves.setdefault(str(r.get("dataset", "") or ""), {})
         for key in EVAL_KEYS + tuple(RERANK_PREFIX + k for k in EVAL_KEYS):
-            y = _number(r.get(key))
+            y = finite_number(r.get(key))
             if y is None:
                 continue
             xs, ys = per_dataset.setdefault(key, ([], []))
@@ -169,7 +139,7 @@ def eval_curves(records):
 def plot_metrics(metrics_path: str, out_path: str = None, title: str = None, dpi: int = 100) -> str:
     """Write the PNG of ``metrics_path`` (a metrics.json or its folder); returns its path."""
     metrics_path = resolve_metrics_path(metrics_path)
-    records = read_records(metrics_path)
+    records = read_metrics(metrics_path)
     if not records:
         raise MetricsFileError(
             f"{metrics_path} holds no records (empty, or no complete line). It fills while "

@@ -28,7 +28,8 @@ def append_metrics(output_dir: str, record: dict, filename: str = "metrics.json"
 
 
 def read_metrics(path: str):
-    """All records of a metrics.json file, skipping a truncated last line."""
+    """All records (JSON objects) of a metrics.json file; a truncated last line, as a crash
+    mid-write may leave one, and lines that are not objects are skipped."""
     records = []
     with open(path, "r", encoding="utf-8") as f:
         for line in f:
@@ -36,7 +37,20 @@ def read_metrics(path: str):
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict):
+                records.append(record)
     return records
+
+
+def finite_number(value):
+    """``value`` as a finite float, or None (metrics.json stores nan / inf as strings)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
