@@ -125,7 +125,7 @@ def test_plugin_registers_components_and_keys(tmp_path, monkeypatch):
     # Without the plugin the key is unknown.
     with pytest.raises(ConfigError, match="PLUGINS"):
         get_cfg().merge_from_list(["TOY.WIDTH", "5"])
-    base = write(tmp_path / "base.yml", "PLUGINS: [toy_plugin_pkg]\n")
+    write(tmp_path / "base.yml", "PLUGINS: [toy_plugin_pkg]\n")
     child = write(tmp_path / "child.yml",
                   "_BASE_: base.yml\nTOY:\n  WIDTH: 7\nMODEL:\n  HEADS:\n    NAME: ToyPluginHead\n")
     cfg = get_cfg().merge_from_file(child)

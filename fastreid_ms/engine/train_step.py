@@ -9,7 +9,6 @@ skipped and the scale lowered (``DynamicLossScaler.adjust``). The optimizer's st
 counter still advances on a skipped update, so ``global_step`` is always the number of
 iterations done and the learning-rate position stays aligned with the epoch.
 """
-import logging
 import math
 from typing import Callable, Dict, Optional, Tuple
 
