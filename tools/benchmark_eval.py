@@ -296,7 +296,7 @@ def main(argv=None):
                         help="part feature sizes, comma-separated (the seed runs with the first)")
     parser.add_argument("--exact-all", action="store_true",
                         help="also run the exact mode for part sizes above 512 (slow)")
-    parser.add_argument("--candidates", type=int, default=200, help="TEST.RERANK.CANDIDATES")
+    parser.add_argument("--candidates", type=int, default=500, help="TEST.RERANK.CANDIDATES")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="", help="also write the tables to this file")
     parser.add_argument("--worker", choices=["seed", "exact", "candidate"], help=argparse.SUPPRESS)
