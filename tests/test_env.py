@@ -49,3 +49,30 @@ def test_first_tensor_op_prints_no_numpy_abi_traceback():
     assert out.stdout.strip().endswith("12.0")
     combined = out.stdout + out.stderr
     assert "NumPy 1.x" not in combined and "Traceback" not in combined
+
+
+def test_atomic_files_get_the_normal_mode(tmp_path):
+    from fastreid_ms.utils.file_io import atomic_path, atomic_write_text, default_file_mode
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(str(tmp_path / "a.txt"), "hello")
+        with atomic_path(str(tmp_path / "b.bin")) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"x")
+            os.chmod(tmp, 0o400)  # as MindSpore leaves its checkpoints
+        assert default_file_mode() == 0o644
+        for name in ("a.txt", "b.bin"):
+            assert (os.stat(tmp_path / name).st_mode & 0o777) == 0o644
+        assert (tmp_path / "a.txt").read_text() == "hello"
+        # a failing writer leaves the previous content and no temporary file
+        try:
+            with atomic_path(str(tmp_path / "a.txt")) as tmp:
+                with open(tmp, "w") as f:
+                    f.write("half")
+                raise RuntimeError("crash")
+        except RuntimeError:
+            pass
+        assert (tmp_path / "a.txt").read_text() == "hello"
+        assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.bin"]
+    finally:
+        os.umask(old)

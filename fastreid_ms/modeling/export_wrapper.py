@@ -18,6 +18,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
+from ..utils.file_io import default_file_mode
+
 logger = logging.getLogger("fastreid_ms.export")
 
 # Output order of exported graphs: these first (when the model makes them), then the rest sorted.
@@ -173,6 +175,7 @@ def export_inference_model(model: nn.Cell, fmt: str, output: str, image_size: Se
                 if os.path.isdir(dest):
                     shutil.rmtree(dest)
                 os.replace(os.path.join(tmp_dir, name), dest)
+        os.chmod(written, default_file_mode())  # MindSpore writes exports read-only
         os.replace(written, final_path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

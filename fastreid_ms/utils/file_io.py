@@ -20,7 +20,10 @@ def atomic_path(final_path: str):
     os.close(fd)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as f:
+        # mkstemp makes 0600 files and MindSpore writes checkpoints / exports 0400: give the
+        # result the mode of a normally created file (0666 less the umask).
+        os.chmod(tmp_path, default_file_mode())
+        with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, final_path)
         _fsync_dir(folder)
@@ -47,3 +50,10 @@ def _fsync_dir(folder: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
