@@ -1,4 +1,5 @@
 """Shared fixtures: a small synthetic dataset (drawn once per session) and a tiny config."""
+import logging
 import os
 import sys
 
@@ -7,6 +8,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/_builders.py
 
 import fastreid_ms  # noqa: E402,F401  (sets the CPU ISA before MindSpore runs)
+import mindspore as ms  # noqa: E402
+
+# Choose the device before any kernel runs: MindSpore refuses set_device() once its runtime
+# has started unless the device was set explicitly, and several tests (and the tools they
+# call) set it again.
+ms.set_device("CPU")
 
 # The small synthetic dataset every test can share (see ``synthetic_root``).
 SMALL_SYNTHETIC = {"SEED": 0, "NUM_TRAIN_IDS": 12, "NUM_TEST_IDS": 10, "IMAGES_PER_ID": 6,
@@ -41,3 +48,11 @@ def synthetic_cfg(synthetic_root):
     cfg.DATALOADER.NUM_WORKERS = 1
     cfg.TEST.IMS_PER_BATCH = 16
     return cfg
+
+
+@pytest.fixture(autouse=True)
+def _toolbox_logs_reach_caplog():
+    """setup_logger() (called by trainer / tool tests) stops propagation of the "fastreid_ms"
+    logger; let the next test's caplog see its records again."""
+    logging.getLogger("fastreid_ms").propagate = True
+    yield

@@ -140,6 +140,8 @@ def test_set_mindspore_context_keeps_device_chosen_at_init(monkeypatch):
     set_mindspore_context("CPU", "GRAPH")
     assert calls == []
     monkeypatch.setitem(comm._STATE, "initialized", False)
+    from fastreid_ms.utils import env
+    monkeypatch.setattr(env, "_device_already", lambda *a: False)  # a fresh process
     set_mindspore_context("CPU", "GRAPH")
     assert calls == [("CPU",)]
 

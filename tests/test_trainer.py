@@ -290,14 +290,17 @@ def test_eval_only_reproduces_final_evaluation(full_run, tmp_path):
     assert float(cells[5]) == pytest.approx(final["mAP"], abs=0.006)
 
 
-def test_missing_dataset_is_one_paragraph_and_exit_code_2(tmp_path):
+def test_missing_dataset_is_one_message_and_exit_code_2(tmp_path):
     missing = tmp_path / "nowhere"
     proc = _train_net([], ["OUTPUT_DIR", str(tmp_path / "out"), "DATASETS.ROOT", str(missing),
                            "MODEL.BACKBONE.DEPTH", "18"], timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    err = proc.stderr.strip().splitlines()[-1]
-    assert err.startswith("train_net.py: error:") and str(missing) in err
+    err = proc.stderr.strip()
+    first = next(line for line in err.splitlines() if line.startswith("train_net.py: error:"))
+    assert str(missing) in first
+    # the message ends with the expected folder layout, kept on its own lines
+    assert "bounding_box_train" in err and len(err.splitlines()) > 3
 
 
 def test_bad_config_key_and_eval_without_weights_exit_2(tmp_path):
