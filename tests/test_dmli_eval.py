@@ -8,8 +8,13 @@ import projects.AlignedReIDpp.alignedreidpp  # noqa: F401  (registers keys and t
 from fastreid_ms.config import get_cfg
 from fastreid_ms.evaluation import build_evaluator, evaluate_rank, re_ranking
 from fastreid_ms.evaluation.distance import compute_distance, normalize
+from projects.AlignedReIDpp.alignedreidpp import dmli_numba
 from projects.AlignedReIDpp.alignedreidpp.dmli import (dmli_distance, dmli_distance_symmetric,
                                                        dmli_pairs, dmli_rows)
+
+needs_numba = pytest.mark.skipif(not dmli_numba.AVAILABLE,
+                                 reason="numba is not installed (the numpy kernel is used)")
+KERNELS = ["numpy", pytest.param("numba", marks=needs_numba)]
 
 
 def brute_force_dmli(a, b, aligned=True):
@@ -33,17 +38,18 @@ def brute_force_dmli(a, b, aligned=True):
     return best
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("m,n", [(1, 1), (2, 2), (3, 3), (4, 4), (6, 6), (3, 5), (5, 2)])
-def test_dmli_matches_brute_force(m, n):
+def test_dmli_matches_brute_force(m, n, kernel):
     rng = np.random.default_rng(m * 7 + n)
     x = rng.normal(size=(5, m, 6)).astype(np.float32)
     y = rng.normal(size=(4, n, 6)).astype(np.float32) * 0.5
-    ours = dmli_distance(x, y, num_threads=1)
+    ours = dmli_distance(x, y, num_threads=1, kernel=kernel)
     assert ours.shape == (5, 4) and ours.dtype == np.float32
     ref = np.array([[brute_force_dmli(a, b) for b in y] for a in x])
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
     if m == n:
-        ours_u = dmli_distance(x, y, aligned=False, num_threads=1)
+        ours_u = dmli_distance(x, y, aligned=False, num_threads=1, kernel=kernel)
         ref_u = np.array([[brute_force_dmli(a, b, aligned=False) for b in y] for a in x])
         np.testing.assert_allclose(ours_u, ref_u, rtol=1e-5, atol=1e-5)
 
@@ -64,11 +70,12 @@ def test_blocked_threaded_pairs_rows_equal_unblocked():
                                full[np.arange(37)[:, None], cand], rtol=1e-5, atol=1e-5)
 
 
-def test_symmetric_equals_full_off_diagonal():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_symmetric_equals_full_off_diagonal(kernel):
     rng = np.random.default_rng(1)
     y = normalize(rng.normal(size=(45 * 6, 12))).reshape(45, 6, 12)
-    sym = dmli_distance_symmetric(y, block_size=4, num_threads=2)
-    full = dmli_distance(y, y, num_threads=1)
+    sym = dmli_distance_symmetric(y, block_size=4, num_threads=2, kernel=kernel)
+    full = dmli_distance(y, y, num_threads=1, kernel=kernel)
     assert np.array_equal(sym, sym.T)
     # Self pairs have part distances sqrt(rounding noise): compare them loosely.
     off = ~np.eye(45, dtype=bool)
@@ -81,6 +88,38 @@ def test_dmli_errors():
         dmli_distance(np.zeros((2, 3, 4)), np.zeros((2, 4, 4)), aligned=False)
     with pytest.raises(ValueError, match=r"\(N, P, C\)"):
         dmli_distance(np.zeros((2, 4)), np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="kernel must be 'numba', 'numpy'"):
+        dmli_distance(np.zeros((2, 3, 4)), np.zeros((2, 3, 4)), kernel="cuda")
+
+
+@needs_numba
+def test_numba_tanh_sqrt_accuracy():
+    v = np.concatenate([np.linspace(0.0, 12.0, 50001) ** 2,
+                        [-1e-6, -0.0, 1e-12, 1e-8, 80.0 ** 2, 1e30, np.inf]]).astype(np.float32)
+    out = np.empty_like(v)
+    dmli_numba.tanh_sqrt(v, out)
+    ref = np.tanh(np.sqrt(np.maximum(v.astype(np.float64), 0.0)))
+    np.testing.assert_allclose(out, ref, rtol=0, atol=3e-7)
+    assert out[0] == 0.0 and out[-7] == 0.0 and out[-6] == 0.0     # zero, clamped negatives
+
+
+@needs_numba
+@pytest.mark.parametrize("aligned", [True, False])
+def test_numba_kernel_equals_numpy_kernel(aligned):
+    """Several column blocks (block_size=3 rows -> columns per block from the cell budget),
+    ragged last blocks, two threads, and the symmetric path."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(29, 8, 32)).astype(np.float32) * 0.3
+    y = rng.normal(size=(3000, 8, 32)).astype(np.float32) * 0.3
+    a = dmli_distance(x, y, aligned=aligned, block_size=3, num_threads=2, kernel="numpy")
+    b = dmli_distance(x, y, aligned=aligned, block_size=3, num_threads=2, kernel="numba")
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    ys = y[:300]
+    sym_a = dmli_distance_symmetric(ys, aligned=aligned, block_size=7, kernel="numpy")
+    sym_b = dmli_distance_symmetric(ys, aligned=aligned, block_size=7, kernel="numba")
+    assert np.array_equal(sym_b, sym_b.T)
+    off = ~np.eye(300, dtype=bool)
+    np.testing.assert_allclose(sym_b[off], sym_a[off], rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- evaluator

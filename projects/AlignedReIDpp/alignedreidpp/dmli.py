@@ -6,9 +6,11 @@ For two images with part features a (m, C) and b (n, C):
            only right or down;  ``aligned=False``: sum of the diagonal d_ii (needs m == n).
 
 ``dmli_distance`` computes it for every pair of two sets in blocks: one GEMM per block gives all
-part distances (augmented so that it yields ||a - b||^2 / 4 directly), then square root, tanh
-and the path recursion run vectorised over the whole block, in threads (numpy releases the GIL)
-with BLAS single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run
+part distances (augmented so that it yields ||a - b||^2 / 4 directly; y's parts part-major
+within a block, so the pairs of one cell lie contiguously), then square root, tanh and the path
+recursion: with numba in one fused compiled pass (dmli_numba.py, the default), else vectorised
+numpy over the whole block; blocks run in threads (both release the GIL) with BLAS
+single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run
 through MindSpore operators on the device instead.
 """
 import ctypes
@@ -21,8 +23,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from . import dmli_numba
+
 __all__ = ["dmli_distance", "dmli_distance_symmetric", "dmli_pairs", "dmli_rows",
-           "dmli_from_cost", "default_num_threads"]
+           "dmli_from_cost", "default_num_threads", "default_kernel"]
 
 # Part-distance cells per block (2 MB of float32 per worker: about one L2 cache).
 _BLOCK_CELLS = 1 << 19
@@ -35,6 +39,21 @@ def default_num_threads():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_kernel():
+    """CPU block kernel: "numba" (fused, compiled) when numba imports, else "numpy"."""
+    return "numba" if dmli_numba.AVAILABLE else "numpy"
+
+
+def _resolve_kernel(kernel):
+    kernel = default_kernel() if kernel is None else str(kernel).lower()
+    if kernel not in ("numba", "numpy"):
+        raise ValueError(f"DMLI kernel must be 'numba', 'numpy' or None, got {kernel!r}")
+    if kernel == "numba" and not dmli_numba.AVAILABLE:
+        raise ValueError("DMLI kernel 'numba' needs the numba package: pip install numba "
+                         "(or pass kernel='numpy')")
+    return kernel
 
 
 # ----------------------------------------------------------------------------- BLAS threads
@@ -146,33 +165,55 @@ def _check(x, y, aligned):
 
 
 class _BlockRunner:
-    """Computes DMLI blocks of x (M, m, C) against y (N, n, C) with per-thread buffers."""
+    """Computes DMLI blocks of x (M, m, C) against y (N, n, C) with per-thread buffers.
 
-    def __init__(self, x, y, aligned):
+    y's augmented parts are stored part-major within each column block of ``col_block``
+    samples, so that a block holds g[a*m + i, j*by + b] and the pairs of one cell (i, j) lie
+    contiguously; column blocks must start at multiples of ``col_block``.
+    """
+
+    def __init__(self, x, y, aligned, kernel, col_block):
         self.x, self.y = x, y
         self.m, self.n = x.shape[1], y.shape[1]
         self.xa = _augment(x.reshape(-1, x.shape[2]), True)
         self.ya = _augment(y.reshape(-1, y.shape[2]), False)
         self.aligned = aligned
+        self.kernel = kernel
+        self.col_block = col_block
+        num_y, n = y.shape[0], self.n
+        perm = np.empty(num_y * n, dtype=np.int64)
+        for t in range(0, num_y, col_block):
+            u = min(t + col_block, num_y)
+            perm[t * n:u * n] = (np.arange(t, u)[None, :] * n + np.arange(n)[:, None]).ravel()
+        self.ya = self.ya[perm]
         self._local = threading.local()
+
+    def _buffer(self, rows, cols):
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.size < rows * cols:
+            buf = np.empty(max(rows * cols, _BLOCK_CELLS), dtype=np.float32)
+            self._local.buf = buf
+        return buf[: rows * cols].reshape(rows, cols)
 
     def block(self, s, e, t, u):
         """(e-s, u-t) DMLI of x[s:e] against y[t:u]."""
         m, n = self.m, self.n
         rows, cols = (e - s) * m, (u - t) * n
-        buf = getattr(self._local, "buf", None)
-        if buf is None or buf.size < rows * cols:
-            buf = np.empty(max(rows * cols, _BLOCK_CELLS), dtype=np.float32)
-            self._local.buf = buf
-        g = buf[: rows * cols].reshape(rows, cols)
+        if t % self.col_block:
+            raise ValueError(f"Column block start {t} is not a multiple of {self.col_block}")
+        g = self._buffer(rows, cols)
         np.matmul(self.xa[s * m:e * m], self.ya[t * n:u * n].T, out=g)
+        if self.kernel == "numba":
+            res = np.empty((e - s, u - t), dtype=np.float32)
+            dmli_numba.block_paths(g, m, n, self.aligned, res)
+            return res
         # No clamp at 0 here (one pass less): a slightly negative squared distance (identical
         # parts, rounding) gives NaN, and those few pairs are recomputed with the clamp.
         with np.errstate(invalid="ignore"):
             np.sqrt(g, out=g)
         np.tanh(g, out=g)
-        g4 = g.reshape(e - s, m, u - t, n)
-        res = dmli_from_cost(lambda i, j: g4[:, i, :, j], m, n, self.aligned)
+        g4 = g.reshape(e - s, m, n, u - t)
+        res = dmli_from_cost(lambda i, j: g4[:, i, j, :], m, n, self.aligned)
         bad_r, bad_c = np.nonzero(np.isnan(res))
         if bad_r.size:
             res[bad_r, bad_c] = dmli_pairs(self.x, self.y, bad_r + s, bad_c + t, self.aligned)
@@ -209,12 +250,14 @@ def _use_device(device):
         return False
 
 
-def dmli_distance(x, y, aligned=True, block_size=None, num_threads=None, device=None, out=None):
+def dmli_distance(x, y, aligned=True, block_size=None, num_threads=None, device=None, out=None,
+                  kernel=None):
     """DMLI distances of every pair: x (M, m, C) and y (N, n, C) numpy -> (M, N) float32.
 
     block_size: rows of ``x`` per block (columns are chosen so a block holds about 2M part
     distances); num_threads: CPU worker threads (default: all usable CPUs); device: None to follow
-    the MindSpore device target (GPU / Ascend -> MindSpore operators), "CPU" to force numpy.
+    the MindSpore device target (GPU / Ascend -> MindSpore operators), "CPU" to force the CPU
+    path; kernel: CPU block kernel, "numba" (fused, compiled), "numpy" or None (default_kernel()).
     """
     x, y = _check(x, y, aligned)
     num_x, num_y = x.shape[0], y.shape[0]
@@ -224,8 +267,8 @@ def dmli_distance(x, y, aligned=True, block_size=None, num_threads=None, device=
         return out
     if _use_device(device):
         return _dmli_device(x, y, aligned, block_size, out)
-    runner = _BlockRunner(x, y, aligned)
     bm, bn = _block_shape(x.shape[1], y.shape[1], num_x, num_y, block_size)
+    runner = _BlockRunner(x, y, aligned, _resolve_kernel(kernel), bn)
 
     def work(s, t):
         e, u = min(s + bm, num_x), min(t + bn, num_y)
@@ -237,7 +280,7 @@ def dmli_distance(x, y, aligned=True, block_size=None, num_threads=None, device=
 
 
 def dmli_distance_symmetric(x, aligned=True, block_size=None, num_threads=None, device=None,
-                            out=None):
+                            out=None, kernel=None):
     """DMLI of x (N, m, C) against itself, (N, N) float32, exactly symmetric: only blocks on and
     above the diagonal are computed (half the work)."""
     x, _ = _check(x, x, aligned)
@@ -250,9 +293,9 @@ def dmli_distance_symmetric(x, aligned=True, block_size=None, num_threads=None, 
         _dmli_device(x, x, aligned, block_size, out)
         _mirror_upper(out, 1024)
         return out
-    runner = _BlockRunner(x, x, aligned)
     bm, bn = _block_shape(x.shape[1], x.shape[1], num, num, block_size)
     bn = max(bm, (bn // bm) * bm)           # column blocks aligned to row blocks
+    runner = _BlockRunner(x, x, aligned, _resolve_kernel(kernel), bn)
 
     def work(s, t):
         e, u = min(s + bm, num), min(t + bn, num)
