@@ -92,6 +92,19 @@ def test_dmli_errors():
         dmli_distance(np.zeros((2, 3, 4)), np.zeros((2, 3, 4)), kernel="cuda")
 
 
+def test_kernel_from_environment(monkeypatch):
+    x, y = np.random.default_rng(3).normal(size=(2, 4, 3, 5)).astype(np.float32)
+    ref = dmli_distance(x, y, kernel="numpy")
+    monkeypatch.setenv("FASTREID_DMLI_KERNEL", "numpy")
+    np.testing.assert_array_equal(dmli_distance(x, y), ref)
+    monkeypatch.setenv("FASTREID_DMLI_KERNEL", "fortran")
+    with pytest.raises(ValueError, match="FASTREID_DMLI_KERNEL.*'fortran'"):
+        dmli_distance(x, y)
+    if dmli_numba.AVAILABLE:
+        monkeypatch.setenv("FASTREID_DMLI_KERNEL", "numba")
+        np.testing.assert_allclose(dmli_distance(x, y), ref, rtol=1e-5, atol=1e-5)
+
+
 @needs_numba
 def test_numba_tanh_sqrt_accuracy():
     v = np.concatenate([np.linspace(0.0, 12.0, 50001) ** 2,

@@ -8,10 +8,11 @@ For two images with part features a (m, C) and b (n, C):
 ``dmli_distance`` computes it for every pair of two sets in blocks: one GEMM per block gives all
 part distances (augmented so that it yields ||a - b||^2 / 4 directly; y's parts part-major
 within a block, so the pairs of one cell lie contiguously), then square root, tanh and the path
-recursion: with numba in one fused compiled pass (dmli_numba.py, the default), else vectorised
-numpy over the whole block; blocks run in threads (both release the GIL) with BLAS
-single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run
-through MindSpore operators on the device instead.
+recursion: vectorised numpy over the whole block, or (kernel="numba", or the environment
+variable FASTREID_DMLI_KERNEL=numba) one fused compiled pass (dmli_numba.py; about 1.35x faster
+overall, the GEMM dominates). Blocks run in threads (both release the GIL) with BLAS
+single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run through
+MindSpore operators on the device instead.
 """
 import ctypes
 import glob
@@ -42,14 +43,16 @@ def default_num_threads():
 
 
 def default_kernel():
-    """CPU block kernel: "numba" (fused, compiled) when numba imports, else "numpy"."""
-    return "numba" if dmli_numba.AVAILABLE else "numpy"
+    """CPU block kernel: the environment variable FASTREID_DMLI_KERNEL ("numba": the fused
+    compiled kernel of dmli_numba.py, needs numba; "numpy"), else "numpy"."""
+    return os.environ.get("FASTREID_DMLI_KERNEL", "numpy") or "numpy"
 
 
 def _resolve_kernel(kernel):
     kernel = default_kernel() if kernel is None else str(kernel).lower()
     if kernel not in ("numba", "numpy"):
-        raise ValueError(f"DMLI kernel must be 'numba', 'numpy' or None, got {kernel!r}")
+        raise ValueError(f"DMLI kernel must be 'numba', 'numpy' or None (FASTREID_DMLI_KERNEL), "
+                         f"got {kernel!r}")
     if kernel == "numba" and not dmli_numba.AVAILABLE:
         raise ValueError("DMLI kernel 'numba' needs the numba package: pip install numba "
                          "(or pass kernel='numpy')")
