@@ -9,8 +9,9 @@ from fastreid_ms.config import get_cfg
 from fastreid_ms.evaluation import build_evaluator, evaluate_rank, re_ranking
 from fastreid_ms.evaluation.distance import compute_distance, normalize
 from projects.AlignedReIDpp.alignedreidpp import dmli_numba
-from projects.AlignedReIDpp.alignedreidpp.dmli import (dmli_distance, dmli_distance_symmetric,
-                                                       dmli_pairs, dmli_rows)
+from projects.AlignedReIDpp.alignedreidpp.dmli import (default_kernel, dmli_distance,
+                                                       dmli_distance_symmetric, dmli_pairs,
+                                                       dmli_rows)
 
 needs_numba = pytest.mark.skipif(not dmli_numba.AVAILABLE,
                                  reason="numba is not installed (the numpy kernel is used)")
@@ -103,6 +104,8 @@ def test_kernel_from_environment(monkeypatch):
     if dmli_numba.AVAILABLE:
         monkeypatch.setenv("FASTREID_DMLI_KERNEL", "numba")
         np.testing.assert_allclose(dmli_distance(x, y), ref, rtol=1e-5, atol=1e-5)
+        monkeypatch.delenv("FASTREID_DMLI_KERNEL")
+        assert default_kernel() == "numba"  # numba installed: the compiled kernel by default
 
 
 @needs_numba

@@ -8,9 +8,9 @@ For two images with part features a (m, C) and b (n, C):
 ``dmli_distance`` computes it for every pair of two sets in blocks: one GEMM per block gives all
 part distances (augmented so that it yields ||a - b||^2 / 4 directly; y's parts part-major
 within a block, so the pairs of one cell lie contiguously), then square root, tanh and the path
-recursion: vectorised numpy over the whole block, or (kernel="numba", or the environment
-variable FASTREID_DMLI_KERNEL=numba) one fused compiled pass (dmli_numba.py; about 1.35x faster
-overall, the GEMM dominates). Blocks run in threads (both release the GIL) with BLAS
+recursion: one fused compiled pass (dmli_numba.py, the default where numba imports; about
+1.35x faster on the local stages, where the GEMM then dominates), or vectorised numpy over the
+whole block (kernel="numpy" or FASTREID_DMLI_KERNEL=numpy). Blocks run in threads (both release the GIL) with BLAS
 single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run through
 MindSpore operators on the device instead.
 """
@@ -43,9 +43,11 @@ def default_num_threads():
 
 
 def default_kernel():
-    """CPU block kernel: the environment variable FASTREID_DMLI_KERNEL ("numba": the fused
-    compiled kernel of dmli_numba.py, needs numba; "numpy"), else "numpy"."""
-    return os.environ.get("FASTREID_DMLI_KERNEL", "numpy") or "numpy"
+    """CPU block kernel: the environment variable FASTREID_DMLI_KERNEL ("numba" or "numpy")
+    when set, else "numba" (the fused compiled kernel of dmli_numba.py) where numba imports
+    and "numpy" otherwise."""
+    fallback = "numba" if dmli_numba.AVAILABLE else "numpy"
+    return os.environ.get("FASTREID_DMLI_KERNEL", fallback) or fallback
 
 
 def _resolve_kernel(kernel):
