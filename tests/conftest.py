@@ -56,3 +56,13 @@ def _toolbox_logs_reach_caplog():
     logger; let the next test's caplog see its records again."""
     logging.getLogger("fastreid_ms").propagate = True
     yield
+
+
+@pytest.fixture
+def pynative():
+    """Run the test in PYNATIVE mode (it may switch to GRAPH itself); the previous mode is
+    restored afterwards. Files use it through ``pytestmark = pytest.mark.usefixtures("pynative")``."""
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=previous)

@@ -11,12 +11,7 @@ from fastreid_ms.modeling import BACKBONE_REGISTRY, build_backbone
 from fastreid_ms.modeling.backbones import ResNet
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("pynative")
 
 
 def num_params(cell):

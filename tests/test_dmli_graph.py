@@ -14,13 +14,6 @@ from projects.AlignedReIDpp.alignedreidpp.dmli_graph import (dmli_matrix, dmli_p
                                                              squash)
 
 
-@pytest.fixture
-def mode():
-    """Run in PYNATIVE by default; tests may switch to GRAPH. The previous mode is restored."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
 
 
 def brute_force_path(cost):
@@ -68,7 +61,7 @@ def slow_dmli(a, b):
 
 
 @pytest.mark.parametrize("p,q", [(1, 1), (1, 5), (5, 1), (2, 3), (3, 2), (4, 4), (5, 6), (7, 7)])
-def test_shortest_path_matches_brute_force(mode, p, q):
+def test_shortest_path_matches_brute_force(pynative, p, q):
     rng = np.random.default_rng(p * 10 + q)
     cost = rng.random((3, p, q)).astype(np.float32)
     out = shortest_path(ms.Tensor(cost)).asnumpy()
@@ -77,14 +70,14 @@ def test_shortest_path_matches_brute_force(mode, p, q):
 
 
 @pytest.mark.parametrize("p,q,batch", [(8, 8, 5), (12, 7, 3), (6, 16, 1), (24, 24, 2)])
-def test_shortest_path_matches_dp_for_larger_grids(mode, p, q, batch):
+def test_shortest_path_matches_dp_for_larger_grids(pynative, p, q, batch):
     rng = np.random.default_rng(p * 100 + q)
     cost = rng.random((batch, p, q)).astype(np.float32)
     out = shortest_path(ms.Tensor(cost)).asnumpy()
     np.testing.assert_allclose(out, [dp_path(c) for c in cost], rtol=1e-5, atol=1e-5)
 
 
-def test_shortest_path_keeps_leading_dims_and_prefers_cheap_corridor(mode):
+def test_shortest_path_keeps_leading_dims_and_prefers_cheap_corridor(pynative):
     cost = np.ones((2, 3, 4, 4), dtype=np.float32)
     # A zero-cost L-shaped corridor: down the first column, then along the last row.
     cost[..., :, 0] = 0.0
@@ -94,7 +87,7 @@ def test_shortest_path_keeps_leading_dims_and_prefers_cheap_corridor(mode):
     np.testing.assert_allclose(out, 0.0, atol=1e-6)
 
 
-def test_squash_is_the_seed_formula(mode):
+def test_squash_is_the_seed_formula(pynative):
     def ref(d):
         d = d.astype(np.float64)
         return (np.exp(d) - 1.0) / (np.exp(d) + 1.0)
@@ -110,7 +103,7 @@ def test_squash_is_the_seed_formula(mode):
     np.testing.assert_allclose(out, ref(np.minimum(d, 50.0)), atol=2e-4)
 
 
-def test_part_distances_against_numpy(mode):
+def test_part_distances_against_numpy(pynative):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, 5, 6)).astype(np.float32)
     y = rng.normal(size=(4, 3, 6)).astype(np.float32)
@@ -120,7 +113,7 @@ def test_part_distances_against_numpy(mode):
 
 
 @pytest.mark.parametrize("batch,p", [(1, 8), (7, 8), (4, 3)])
-def test_dmli_paired_against_slow_reference(mode, batch, p):
+def test_dmli_paired_against_slow_reference(pynative, batch, p):
     rng = np.random.default_rng(batch + p)
     x = rng.normal(size=(batch, p, 16)).astype(np.float32)
     y = rng.normal(size=(batch, p, 16)).astype(np.float32)
@@ -130,7 +123,7 @@ def test_dmli_paired_against_slow_reference(mode, batch, p):
     np.testing.assert_allclose(out, [slow_dmli(a, b) for a, b in zip(x, y)], rtol=1e-4, atol=1e-4)
 
 
-def test_dmli_matrix_against_slow_reference(mode):
+def test_dmli_matrix_against_slow_reference(pynative):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3, 4, 8)).astype(np.float32)
     y = rng.normal(size=(5, 4, 8)).astype(np.float32)
@@ -140,7 +133,7 @@ def test_dmli_matrix_against_slow_reference(mode):
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_dmli_in_graph_mode_for_several_batch_sizes(mode):
+def test_dmli_in_graph_mode_for_several_batch_sizes(pynative):
     ms.set_context(mode=ms.GRAPH_MODE)
     fn = ms.jit(dmli_paired)
     rng = np.random.default_rng(5)
@@ -152,7 +145,7 @@ def test_dmli_in_graph_mode_for_several_batch_sizes(mode):
                                    rtol=1e-4, atol=1e-4)
 
 
-def test_dmli_gradient_is_finite_and_matches_finite_differences(mode):
+def test_dmli_gradient_is_finite_and_matches_finite_differences(pynative):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2, 4, 3)).astype(np.float32)
     y = rng.normal(size=(2, 4, 3)).astype(np.float32)
@@ -176,7 +169,7 @@ def test_dmli_gradient_is_finite_and_matches_finite_differences(mode):
         assert abs(numeric - gx[idx]) < 2e-2, (idx, numeric, gx[idx])
 
 
-def test_graph_dmli_agrees_with_the_evaluation_dmli(mode):
+def test_graph_dmli_agrees_with_the_evaluation_dmli(pynative):
     """Training (graph) and test (NumPy, blocked) DMLI are the same distance."""
     from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance
     rng = np.random.default_rng(11)

@@ -21,13 +21,6 @@ NUM_CLASSES = 12
 PARTS, FEAT_DIM, LOCAL_DIM = 4, 128, 32
 
 
-@pytest.fixture
-def mode():
-    """PYNATIVE unless a test switches; the previous mode is restored."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
 
 
 def tiny_cfg(**overrides):
@@ -72,7 +65,7 @@ def test_config_builds_the_alignedreidpp_baseline():
 
 
 @pytest.mark.parametrize("n", [1, 7, 32])
-def test_alignedreidpp_shapes_train_and_eval(mode, n):
+def test_alignedreidpp_shapes_train_and_eval(pynative, n):
     model = build_model(tiny_cfg())
     images, targets = batch(n)
     model.set_train(True)
@@ -93,7 +86,7 @@ def test_alignedreidpp_shapes_train_and_eval(mode, n):
     assert feats["local"].shape == (n, PARTS, FEAT_DIM)
 
 
-def test_batch_of_one_trains_with_zero_triplet_terms(mode):
+def test_batch_of_one_trains_with_zero_triplet_terms(pynative):
     """One image has no positive and no negative: both triplet terms are 0, never NaN."""
     model = build_model(tiny_cfg())
     model.set_train(True)
@@ -103,7 +96,7 @@ def test_batch_of_one_trains_with_zero_triplet_terms(mode):
     assert 0.0 < float(losses["loss_cls"].asnumpy()) < 10.0
 
 
-def test_eval_local_features_follow_the_config(mode):
+def test_eval_local_features_follow_the_config(pynative):
     images, _ = batch(3)
     model = build_model(tiny_cfg())
     model.set_train(False)
@@ -122,7 +115,7 @@ def test_eval_local_features_follow_the_config(mode):
         build_model(tiny_cfg(**{"MODEL.HEADS.LOCAL_TEST_FEAT": "neck"}))
 
 
-def test_no_classes_cannot_train_but_extracts_features(mode):
+def test_no_classes_cannot_train_but_extracts_features(pynative):
     model = build_model(tiny_cfg(**{"MODEL.HEADS.NUM_CLASSES": 0}))
     model.set_train(False)
     assert model(batch(2)[0])["global"].shape == (2, FEAT_DIM)
@@ -136,7 +129,7 @@ def test_feat_dim_mismatch_is_named():
 
 
 @pytest.mark.parametrize("n", [1, 7])
-def test_embedding_head_baseline(mode, n):
+def test_embedding_head_baseline(pynative, n):
     head = EmbeddingHead(feat_dim=FEAT_DIM, num_classes=5, embedding_dim=16, with_bnneck=True,
                          neck_feat="after")
     model = Baseline(backbone=ResNet(18, base_width=16), heads=head,
@@ -166,7 +159,7 @@ def test_embedding_head_from_config():
         build_model(cfg)
 
 
-def test_gradients_finite_and_nonzero_for_every_trainable_parameter(mode):
+def test_gradients_finite_and_nonzero_for_every_trainable_parameter(pynative):
     ms.set_seed(0)
     model = build_model(tiny_cfg())
     model.set_train(True)
@@ -188,7 +181,7 @@ def test_gradients_finite_and_nonzero_for_every_trainable_parameter(mode):
     assert not zero, f"parameters without gradient: {zero}"
 
 
-def test_tiny_model_overfits_one_synthetic_batch_in_graph_mode(mode, synthetic_cfg):
+def test_tiny_model_overfits_one_synthetic_batch_in_graph_mode(pynative, synthetic_cfg):
     """ResNet-18 (width 16) at 64x32 on one P x K = 4 x 4 batch of the synthetic dataset: the
     total loss (CE + triplet + local triplet) falls by more than half within 30 jitted steps."""
     from fastreid_ms.data import build_reid_train_loader

@@ -18,13 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CFG = os.path.join(ROOT, "projects", "PCB", "configs", "Demo", "pcb_demo.yml")
 
 
-@pytest.fixture(autouse=True)
-def _pynative():
-    ms.set_device("CPU")
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("pynative")
 
 
 def _slow_stripe_means(x, num_stripes):

@@ -21,12 +21,7 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 import convert_torchvision  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("pynative")
 
 
 def random_state(net, seed):
