@@ -1,5 +1,8 @@
-"""Write small dataset trees in the real folder layouts (tiny valid images), for tests."""
+"""Test helpers: small dataset trees in the real folder layouts (tiny valid images), and
+loading the repository's scripts (tools/, ascend310_infer/) as modules."""
+import importlib.util
 import os
+import sys
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -70,3 +73,20 @@ def write_msmt17(root: str, version: str = "MSMT17_V1", train=(), val=(), query=
         with open(os.path.join(base, list_name), "w", encoding="utf-8") as f:
             f.writelines(lines)
     return base
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(relative_path: str, module_name: str = None):
+    """Import a script of the repository (e.g. "tools/compare.py") as a fresh module; its folder
+    goes on sys.path first, as when the script runs, so its sibling imports work."""
+    path = os.path.join(REPO_ROOT, relative_path)
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = module_name or "script_" + relative_path.replace("/", "_").rsplit(".", 1)[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,24 +1,16 @@
 """tools/compare.py: run planning, reading metrics.json, the table and its CSV / JSON files."""
 import csv
-import importlib.util
 import json
 import os
 
 import pytest
+from _builders import load_script  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PCB_DEMO = os.path.join(ROOT, "projects", "PCB", "configs", "Demo", "pcb_demo.yml")
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "compare_tool", os.path.join(ROOT, "tools", "compare.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-compare = _load_tool()
+compare = load_script("tools/compare.py", "compare_tool")
 
 
 def _write_run(folder, records):

@@ -1,7 +1,6 @@
 """Export of the eval graph (fastreid_ms/modeling/export_wrapper.py, tools/export.py):
 MINDIR parity through mindspore.load + nn.GraphCell, ONNX parity through onnxruntime, dynamic
 batch, AIR refused off Ascend, atomic writes and the command line."""
-import importlib.util
 import os
 
 import numpy as np
@@ -15,6 +14,7 @@ from fastreid_ms.config import get_cfg
 from fastreid_ms.modeling.export_wrapper import (
     InferenceWrapper, check_format, export_inference_model, load_inference_weights,
     order_feature_names, parse_batch_size, probe_feature_names, resolve_output_path)
+from _builders import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 64, 32
@@ -209,10 +209,7 @@ def test_weights_errors(tmp_path, tiny_model):
 
 
 def load_export_tool():
-    spec = importlib.util.spec_from_file_location("export_tool", os.path.join(REPO, "tools", "export.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export.py", "export_tool")
 
 
 def write_config(path):

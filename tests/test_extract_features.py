@@ -1,7 +1,5 @@
 """tools/extract_features.py (folder -> .npz of features) and tools/rank_gallery.py."""
-import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -11,9 +9,9 @@ import fastreid_ms  # noqa: F401  (CPU kernel ISA before MindSpore runs)
 import mindspore as ms
 
 from fastreid_ms.config import get_cfg
+from _builders import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(REPO, "tools")
 HEIGHT, WIDTH = 64, 32
 ALIGNED_PLUGIN = "projects.AlignedReIDpp.alignedreidpp"
 MEAN = np.array([0.485, 0.456, 0.406], np.float64) * 255
@@ -29,12 +27,7 @@ INPUT: {{SIZE_TRAIN: [{HEIGHT}, {WIDTH}], SIZE_TEST: [{HEIGHT}, {WIDTH}]}}
 
 
 def load_tool(name):
-    if TOOLS not in sys.path:
-        sys.path.insert(0, TOOLS)
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(TOOLS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"tools/{name}.py", f"tool_{name}")
 
 
 def reference_input(path):

@@ -5,7 +5,6 @@ The C++ program is compiled where the MindSpore C++ API is available: MSLITE_ROO
 MINDSPORE_PATH) naming a folder with include/api/model.h and lib/, or the folder
 ascend310_infer/fetch_mslite.sh fills (~/.cache/fastreid_ms/mindspore_lite).
 """
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from PIL import Image
 import fastreid_ms  # noqa: F401  (CPU kernel ISA before MindSpore runs)
 import mindspore as ms
 from mindspore import nn, ops
+from _builders import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFER_DIR = os.path.join(REPO, "ascend310_infer")
@@ -26,14 +26,9 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float64) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float64) * 255
 
 
-def load_script(name):
+def load_infer_script(name):
     """Import ascend310_infer/<name>.py as a module."""
-    if INFER_DIR not in sys.path:
-        sys.path.insert(0, INFER_DIR)
-    spec = importlib.util.spec_from_file_location(f"infer310_{name}", os.path.join(INFER_DIR, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"ascend310_infer/{name}.py", f"infer310_{name}")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -139,7 +134,7 @@ def test_script_dry_run_python_runner(script_inputs):
 # ---------------------------------------------------------------------------------- file formats
 
 def test_bin_format_lists_roundtrip(tmp_path):
-    bf = load_script("bin_format")
+    bf = load_infer_script("bin_format")
     rows = [("0001_c1s1_000001_00", 1, 0, "/data/with space/0001_c1s1_000001_00.jpg"),
             ("odd", -1, -1, "/x/odd.png")]
     path = str(tmp_path / "query_list.txt")
@@ -173,7 +168,7 @@ def reference_preprocess(path, height, width):
 
 
 def test_preprocess_bins_labels_and_lists(tmp_path):
-    pre = load_script("preprocess")
+    pre = load_infer_script("preprocess")
     from fastreid_ms.config import get_cfg
     q, g = tmp_path / "q", tmp_path / "g"
     q.mkdir()
@@ -194,7 +189,7 @@ def test_preprocess_bins_labels_and_lists(tmp_path):
     assert [r[:3] for r in rows["query"]] == [("0001_c1s1_000001_00", 1, 0), ("0002_c3s2_000100_01", 2, 2)]
     assert [r[:3] for r in rows["gallery"]] == [("0000_c4s1_000004_00", 0, 3),
                                                 ("0001_c2s1_000050_00", 1, 1), ("walker", -1, -1)]
-    bf = load_script("bin_format")
+    bf = load_infer_script("bin_format")
     assert bf.read_list(str(out / "gallery_list.txt")) == rows["gallery"]
     for split, folder in (("query", q), ("gallery", g)):
         assert (out / split / "image_shape.txt").read_text() == "3 16 8\n"
@@ -214,7 +209,7 @@ def test_preprocess_bins_labels_and_lists(tmp_path):
 
 
 def test_preprocess_errors(tmp_path):
-    pre = load_script("preprocess")
+    pre = load_infer_script("preprocess")
     from fastreid_ms.config import get_cfg
     cfg = get_cfg()
     (tmp_path / "q").mkdir()
@@ -246,7 +241,7 @@ class TwoFeatureNet(nn.Cell):
 @pytest.mark.parametrize("batch_size, export_batch", [(1, 1), (4, None), (2, 2)])
 def test_infer_mindir_writes_cpp_layout(tmp_path, batch_size, export_batch):
     from fastreid_ms.modeling.export_wrapper import export_inference_model
-    runner = load_script("infer_mindir")
+    runner = load_infer_script("infer_mindir")
     net = TwoFeatureNet()
     net.set_train(False)
     path, names = export_inference_model(net, "MINDIR", str(tmp_path / "net"), (8, 4), export_batch)
@@ -277,7 +272,7 @@ def test_infer_mindir_writes_cpp_layout(tmp_path, batch_size, export_batch):
 
 
 def test_infer_mindir_errors(tmp_path):
-    runner = load_script("infer_mindir")
+    runner = load_infer_script("infer_mindir")
     with pytest.raises(FileNotFoundError, match="MINDIR '.*nope.mindir' does not exist"):
         runner.run_mindir(str(tmp_path / "nope.mindir"), str(tmp_path), str(tmp_path / "o"))
     (tmp_path / "m.mindir").write_bytes(b"x")
@@ -288,8 +283,8 @@ def test_infer_mindir_errors(tmp_path):
 # ---------------------------------------------------------------------------------- postprocess
 
 def test_postprocess_reads_features_in_list_order(tmp_path):
-    post = load_script("postprocess")
-    bf = load_script("bin_format")
+    post = load_infer_script("postprocess")
+    bf = load_infer_script("bin_format")
     prep, res = tmp_path / "prep", tmp_path / "res"
     rng = np.random.RandomState(1)
     expected = {}
@@ -434,7 +429,7 @@ def test_chain_matches_eval_only(tmp_path):
     mindir, _ = export_inference_model(model, "MINDIR", str(tmp_path / "tiny"), (64, 32), batch_size=None,
                                        flip=cfg.TEST.FLIP.ENABLED)
 
-    pre, runner, post = load_script("preprocess"), load_script("infer_mindir"), load_script("postprocess")
+    pre, runner, post = load_infer_script("preprocess"), load_infer_script("infer_mindir"), load_infer_script("postprocess")
     rows = pre.preprocess(cfg, query_dir, gallery_dir, str(tmp_path / "prep"))
     assert [(r[1], r[2]) for r in rows["query"]] == [(p, c) for _, p, c in dataset.query]
     assert [(r[1], r[2]) for r in rows["gallery"]] == [(p, c) for _, p, c in dataset.gallery]

@@ -1,5 +1,4 @@
 """tools/plot_metrics.py: metrics.json -> PNG (losses, lr, evaluation metrics)."""
-import importlib.util
 import json
 import os
 import sys
@@ -9,19 +8,12 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="pip install fastreid_ms[plot]")
 from PIL import Image  # noqa: E402
+from _builders import load_script  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "plot_metrics_tool", os.path.join(ROOT, "tools", "plot_metrics.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plot_tool = _load_tool()
+plot_tool = load_script("tools/plot_metrics.py", "plot_metrics_tool")
 
 
 def _write_metrics(folder, records, tail=""):

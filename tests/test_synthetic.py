@@ -8,6 +8,7 @@ from PIL import Image
 from conftest import SMALL_SYNTHETIC
 from fastreid_ms.data import synthetic_generator as gen
 from fastreid_ms.data.datasets import Market1501, Synthetic
+from _builders import load_script  # noqa: E402
 
 TINY = dict(seed=3, num_train_ids=4, num_test_ids=3, images_per_id=6, num_cameras=3,
             height=32, width=16)
@@ -145,11 +146,7 @@ def test_invalid_params_error():
 
 
 def test_tool_writes_same_dataset(tmp_path):
-    import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "tools", "make_synthetic_dataset.py")
-    spec = importlib.util.spec_from_file_location("make_synthetic_dataset", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/make_synthetic_dataset.py")
     out = os.path.join(str(tmp_path), "out")
     argv = ["--output", out, "--seed", "3", "--num-train-ids", "4", "--num-test-ids", "3",
             "--images-per-id", "6", "--cameras", "3", "--height", "32", "--width", "16"]
