@@ -57,6 +57,29 @@ def test_matches_slow_loop(levels, seed):
     assert mINP == pytest.approx(ref_minp, abs=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_signed_values_zeros_and_infinities(dtype):
+    """Negative distances, -0.0 next to 0.0 (equal: ties by index), infinities; both the
+    float32 sort-key path and the generic path; and NaN (rows fall back to a full sort)."""
+    rng = np.random.default_rng(7)
+    dist, q_pids, g_pids, q_camids, g_camids = random_case(rng, levels=5)
+    dist = (dist - 2.0).astype(dtype)
+    dist[rng.random(dist.shape) < 0.1] = -0.0
+    dist[rng.random(dist.shape) < 0.1] = 0.0
+    dist[rng.random(dist.shape) < 0.05] = np.inf
+    dist[rng.random(dist.shape) < 0.05] = -np.inf
+    got = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank=10)
+    ref = slow_rank(dist, q_pids, g_pids, q_camids, g_camids, 10)
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-12)
+    assert got[1:] == pytest.approx(ref[1:], abs=1e-12)
+    dist[np.isinf(dist)] = 0.5
+    dist[0, :5] = np.nan                       # sorted last, as a stable sort puts them
+    got = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids, max_rank=10)
+    key = np.where(np.isnan(dist), np.inf, dist)
+    ref = slow_rank(key, q_pids, g_pids, q_camids, g_camids, 10)
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-12)
+
+
 def test_small_blocks_equal_one_block(monkeypatch):
     import fastreid_ms.evaluation.rank as rank_mod
     rng = np.random.default_rng(5)

@@ -143,17 +143,26 @@ def test_rerank_improves_clustered_retrieval():
     assert map_rk > map_plain
 
 
-def test_tile_neighbours_equal_full_scan():
-    from fastreid_ms.evaluation.distance import symmetric_tiles
-    from fastreid_ms.evaluation.rerank import tile_neighbours
+def test_streamed_neighbour_lists_equal_full_scan():
+    """Tiles of the upper half computed in threads and streamed into NeighbourLists give the
+    k nearest (stable order), row maxima and farthest samples of the full matrix."""
+    from fastreid_ms.evaluation.distance import stream_symmetric_tiles
+    from fastreid_ms.evaluation.neighbours import NeighbourLists
     rng = np.random.default_rng(4)
     feats, _ = clustered_features(rng, num_ids=20, per_id=5)
     full = compute_distance_symmetric(feats)
     n = full.shape[0]
     top_ref = np.argsort(full, axis=1, kind="stable")[:, :9]
-    nb = tile_neighbours(symmetric_tiles(feats, "euclidean", 16, (30,)), n, 9, num_far=3)
-    np.testing.assert_array_equal(nb["top"], top_ref)
-    np.testing.assert_allclose(nb["dist"], np.take_along_axis(full, top_ref, axis=1), atol=1e-4)
-    np.testing.assert_allclose(nb["row_max"], full.max(axis=1), rtol=1e-5)
-    assert (nb["far"] == full.argmax(axis=1)[:, None]).any(axis=1).all()
-    np.testing.assert_allclose(nb["far_dist"], np.take_along_axis(full, nb["far"], axis=1), rtol=1e-5)
+    for kernel in ("numba", "numpy"):
+        lists = NeighbourLists(n, 9, num_far=3, kernel=kernel)
+        stream_symmetric_tiles(feats, lambda s, e, t, u, tile: lists.add_tile(tile, s, t),
+                               "euclidean", 16, (30,), num_threads=2)
+        nb = lists.result()
+        np.testing.assert_array_equal(nb["top"], top_ref)
+        np.testing.assert_allclose(nb["dist"], np.take_along_axis(full, top_ref, axis=1),
+                                   atol=1e-4)
+        np.testing.assert_allclose(nb["row_max"], full.max(axis=1), rtol=1e-5)
+        far_ref = np.argsort(-full, axis=1, kind="stable")[:, :3]
+        np.testing.assert_array_equal(nb["far"], far_ref)
+        np.testing.assert_allclose(nb["far_dist"], np.take_along_axis(full, far_ref, axis=1),
+                                   rtol=1e-5)

@@ -7,8 +7,10 @@ Conventions (those of the seed and of the AlignedReID++ paper's code):
 """
 import numpy as np
 
+from fastreid_ms.utils.threads import run_tasks
+
 __all__ = ["normalize", "compute_distance", "compute_distance_symmetric", "symmetric_tiles",
-           "tile_starts", "DEFAULT_BLOCK_SIZE"]
+           "stream_symmetric_tiles", "tile_starts", "DEFAULT_BLOCK_SIZE"]
 
 DEFAULT_BLOCK_SIZE = 1024
 _METRICS = ("euclidean", "cosine")
@@ -90,6 +92,24 @@ def symmetric_tiles(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, bounda
             if a == b and exact_diagonal:
                 tile = np.triu(tile) + np.triu(tile, 1).T
             yield s, e, t, u, tile
+
+
+def stream_symmetric_tiles(x, consume, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE,
+                           boundaries=(), num_threads=None):
+    """The tiles of ``symmetric_tiles`` (without the exact-diagonal step) computed in worker
+    threads: ``consume(s, e, t, u, tile)`` is called from those threads (so it must be
+    thread-safe) for every tile on and above the diagonal, in no particular order."""
+    _check_metric(metric)
+    x, xsq = _prepare(x, metric)
+    starts = tile_starts(x.shape[0], block_size, boundaries)
+    tasks = [(a, b) for a in range(len(starts) - 1) for b in range(a, len(starts) - 1)]
+
+    def work(a, b):
+        s, e, t, u = starts[a], starts[a + 1], starts[b], starts[b + 1]
+        consume(s, e, t, u, _block(x[s:e], None if xsq is None else xsq[s:e], x[t:u],
+                                   None if xsq is None else xsq[t:u], metric))
+
+    run_tasks(tasks, work, num_threads)
 
 
 def compute_distance_symmetric(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, out=None,

@@ -14,12 +14,14 @@ import logging
 
 import numpy as np
 
+from fastreid_ms.utils.threads import run_tasks
+
 logger = logging.getLogger("fastreid_ms")
 
 __all__ = ["evaluate_rank", "per_query_metrics"]
 
-# Elements of the distance matrix handled per block (about 32 MB of float32 per array).
-_BLOCK_ELEMENTS = 8_000_000
+# Elements of the distance matrix handled per block (about 16 MB of float32 per array).
+_BLOCK_ELEMENTS = 4_000_000
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, protocol="market",
@@ -45,17 +47,20 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, prot
     rng = np.random.default_rng(seed) if protocol == "cuhk03" else None
     neg_draws = _draw_one_per_identity(rng, g_pids, repeats) if rng is not None else None
 
-    first_hits, aps, inps = [], [], []
-    for start in range(0, num_q, block):
+    starts = list(range(0, num_q, block))
+    parts = [None] * len(starts)
+
+    def work(index):
+        start = starts[index]
         stop = min(start + block, num_q)
-        first, ap, inp = _rank_block(distmat[start:stop], q_pids[start:stop], g_pids,
-                                     q_camids[start:stop], g_camids, rng, neg_draws)
-        first_hits.append(first)
-        aps.append(ap)
-        inps.append(inp)
-    first = np.concatenate(first_hits, axis=0)     # (num_valid,) or (num_valid, repeats)
-    ap = np.concatenate(aps)
-    inp = np.concatenate(inps)
+        parts[index] = _rank_block(distmat[start:stop], q_pids[start:stop], g_pids,
+                                   q_camids[start:stop], g_camids, rng, neg_draws)
+
+    # Market blocks are independent (NumPy releases the GIL): all CPUs; CUHK03 draws in order.
+    run_tasks([(i,) for i in range(len(starts))], work, 1 if rng is not None else None)
+    first = np.concatenate([p[0] for p in parts], axis=0)   # (num_valid,) or (num_valid, repeats)
+    ap = np.concatenate([p[1] for p in parts])
+    inp = np.concatenate([p[2] for p in parts])
     if ap.size == 0:
         raise ValueError(
             f"No query has a correct match in the gallery ({num_q} queries, {num_g} gallery "
@@ -152,6 +157,55 @@ def _order_with_ties_resolved(dist, code):
     return order, code_sorted
 
 
+def _positive_ranks_sorted(dist, code):
+    """Ranks (1-based, among kept samples) of every positive, row-major, from a full row sort.
+    Returns (row of each positive, rank, order, sorted position of each positive)."""
+    num_g = dist.shape[1]
+    order, code_sorted = _order_with_ties_resolved(dist, code)
+    # Flattened (row * num_g + sorted position) of positives and of left-out samples, row-major.
+    pos_flat = _positions(code_sorted, 1)
+    inv_flat = _positions(code_sorted, 2)
+    pos_row = pos_flat // num_g
+    pos_col = pos_flat - pos_row * num_g
+    inv_before = (np.searchsorted(inv_flat, pos_flat)
+                  - np.searchsorted(inv_flat, pos_row * num_g))
+    return pos_row, pos_col - inv_before + 1, order, pos_col
+
+
+def _positive_ranks_thresholded(dist, positive, code):
+    """The same ranks without sorting whole rows: only samples no farther than a row's last
+    positive can come before a positive, so only those are sorted (by distance, then index:
+    a stable sort). Returns (row of each positive, rank), row-major and in rank order."""
+    last = np.where(positive, dist, -np.inf).max(axis=1)
+    rr, cc = np.nonzero(dist <= last[:, None])                 # row-major, index order
+    vals = dist[rr, cc]
+    if vals.dtype == np.float32 and dist.shape[0] * dist.shape[1] < 2 ** 30:
+        # One int64 key per entry: row | order-preserving bits of the value | column, so a plain
+        # sort orders by (row, distance, index) -- a stable sort's order, ties included.
+        col_bits = max(1, int(dist.shape[1] - 1).bit_length())
+        bits = (vals + np.float32(0.0)).view(np.int32)           # -0.0 counts as 0.0
+        ordered = np.where(bits < 0, ~bits, bits | np.int32(-2 ** 31)).view(np.uint32)
+        keys = ((rr.astype(np.int64) << (32 + col_bits))
+                | (ordered.astype(np.int64) << col_bits) | cc)
+        keys.sort()
+        rr = keys >> (32 + col_bits)
+        cc = keys & ((1 << col_bits) - 1)
+    else:
+        order = np.lexsort((vals, rr))                          # stable: ties keep index order
+        rr, cc = rr[order], cc[order]
+    code_sorted = code[rr, cc]
+    counts = np.bincount(rr, minlength=dist.shape[0])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    is_inv = code_sorted == 2
+    inv_cum = np.cumsum(is_inv)
+    inv_at_start = np.concatenate(([0], inv_cum))[starts]
+    hits = np.nonzero(code_sorted == 1)[0]
+    pos_row = rr[hits]
+    position = hits - starts[pos_row]                            # 0-based within the row
+    inv_before = inv_cum[hits] - is_inv[hits] - inv_at_start[pos_row]
+    return pos_row, position - inv_before + 1
+
+
 def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws, with_rows=False):
     """Per valid query of the block: rank of the first correct match (1-based; per draw for
     cuhk03), AP and INP (and the block rows of the valid queries when ``with_rows``)."""
@@ -168,21 +222,15 @@ def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws, with_r
     dist, positive, invalid, same_pid = dist[rows], positive[rows], invalid[rows], same_pid[rows]
 
     code = positive.astype(np.int8) + 2 * invalid.astype(np.int8)
-    order, code_sorted = _order_with_ties_resolved(dist, code)
-
-    # Flattened (row * num_g + sorted position) of positives and of left-out samples, row-major.
-    pos_flat = _positions(code_sorted, 1)
-    inv_flat = _positions(code_sorted, 2)
-    pos_row = pos_flat // num_g
-    pos_col = pos_flat - pos_row * num_g
-    inv_before = (np.searchsorted(inv_flat, pos_flat)
-                  - np.searchsorted(inv_flat, pos_row * num_g))
-    rank = pos_col - inv_before + 1                 # 1-based rank among the kept samples
+    if rng is None and not np.isnan(dist).any():
+        pos_row, rank = _positive_ranks_thresholded(dist, positive, code)
+    else:
+        pos_row, rank, order, pos_col = _positive_ranks_sorted(dist, code)
 
     num_rows = rows.shape[0]
     npos = np.bincount(pos_row, minlength=num_rows)
     group_start = np.concatenate(([0], np.cumsum(npos)[:-1]))
-    hit_index = np.arange(pos_flat.shape[0]) - np.repeat(group_start, npos) + 1
+    hit_index = np.arange(pos_row.shape[0]) - np.repeat(group_start, npos) + 1
     ap = np.bincount(pos_row, weights=hit_index / rank, minlength=num_rows) / npos
     last_rank = rank[group_start + npos - 1]
     inp = npos / last_rank

@@ -7,9 +7,10 @@ from collections import OrderedDict
 import numpy as np
 
 from .build import EVALUATOR_REGISTRY
-from .distance import compute_distance, normalize, symmetric_tiles
+from .distance import compute_distance, normalize, stream_symmetric_tiles
+from .neighbours import NeighbourLists
 from .rank import evaluate_rank
-from .rerank import PairLookup, re_ranking_neighbours, tile_neighbours
+from .rerank import PairLookup, re_ranking_neighbours
 
 logger = logging.getLogger("fastreid_ms")
 
@@ -79,8 +80,8 @@ class ReidEvaluator:
 
     Distances: TEST.METRIC "euclidean" (squared euclidean of the features) or "cosine".
     Re-ranking is computed from neighbour lists gathered over the tiles of the upper half of
-    the (q+g)^2 distance matrix, which is never stored; for global features it is exact whatever
-    TEST.RERANK.CANDIDATES (which only sets how many neighbours are kept per sample).
+    the (q+g)^2 distance matrix (computed in worker threads, never stored); for global features
+    it is exact and TEST.RERANK.CANDIDATES plays no part.
     """
 
     feature_key = "global"
@@ -174,11 +175,10 @@ class ReidEvaluator:
         x = self._cached_global
         metric = self._metric()
         rk = self.cfg.TEST.RERANK
-        n = x.shape[0]
-        keep = min(n, max(int(rk.K1) + 1, int(rk.K2), int(rk.CANDIDATES)))
-        bs = min(max(self._block_size(), 16 * keep), 4096)
-        nb = tile_neighbours(symmetric_tiles(x, metric, bs, (nq,), exact_diagonal=False), n,
-                             keep)
+        lists = NeighbourLists(x.shape[0], max(int(rk.K1) + 1, int(rk.K2)))
+        stream_symmetric_tiles(x, lambda s, e, t, u, tile: lists.add_tile(tile, s, t), metric,
+                               max(self._block_size(), 256), (nq,))
+        nb = lists.result()
         lookup = PairLookup(nb["top"], nb["dist"],
                             lambda i, j: pairwise_feature_distance(x, i, j, metric))
         return re_ranking_neighbours(nb["top"], nb["row_max"], nq, lookup,

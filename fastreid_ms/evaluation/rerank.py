@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["re_ranking", "re_ranking_dense", "re_ranking_neighbours", "scan_neighbours",
-           "tile_neighbours", "PairLookup"]
+           "PairLookup"]
 
 _BLOCK_ELEMENTS = 8_000_000
 
@@ -143,64 +143,6 @@ def scan_neighbours(row_fn, n, k, row_max=None, block_rows=None, keep_dist=False
     if keep_dist:
         extra["dist"] = dist
     return top, extra
-
-
-def _merge_nearest(idx, val, block, offset, k):
-    """Merge the k nearest of each row of ``block`` (columns offset by ``offset``) into the
-    running lists ``idx`` / ``val`` (b, k), in place; ties by index."""
-    kk = min(k, block.shape[1])
-    top = _topk_sorted(block, kk)
-    cand_val = np.take_along_axis(block, top, axis=1)
-    all_idx = np.concatenate([idx, top + offset], axis=1)
-    all_val = np.concatenate([val, cand_val], axis=1)
-    order = np.lexsort((all_idx, all_val), axis=1)[:, :k]
-    idx[...] = np.take_along_axis(all_idx, order, axis=1)
-    val[...] = np.take_along_axis(all_val, order, axis=1)
-
-
-def _merge_farthest(idx, val, block, offset):
-    """Merge each row's farthest column of ``block`` into the running farthest lists."""
-    arg = block.argmax(axis=1)
-    cand = block[np.arange(block.shape[0]), arg]
-    worst = val.argmin(axis=1)
-    rows = np.nonzero(cand > val[np.arange(val.shape[0]), worst])[0]
-    idx[rows, worst[rows]] = arg[rows] + offset
-    val[rows, worst[rows]] = cand[rows]
-
-
-def tile_neighbours(tiles, n, k, num_far=0):
-    """Nearest ``k`` (and ``num_far`` farthest) samples of every row of a symmetric (n, n)
-    distance given as its tiles on and above the diagonal, with each row's maximum.
-
-    tiles: iterable of ``(s, e, t, u, tile)``, t >= s, tile = d(rows s:e, columns t:u) (see
-    ``distance.symmetric_tiles``); each tile serves its rows and, transposed, its columns, so
-    half the matrix is computed and none of it is stored. Returns a dict: "top" (n, k) int64
-    nearest first (ties by index), "dist" (n, k) float32, "row_max" (n,) float32 and, with
-    ``num_far``, "far" (n, num_far) int64 / "far_dist" float32 (the farthest column of the
-    tiles that hold each row's largest distances).
-    """
-    k = min(int(k), n)
-    near_idx = np.full((n, k), -1, dtype=np.int64)
-    near_val = np.full((n, k), np.inf, dtype=np.float32)
-    row_max = np.full(n, -np.inf, dtype=np.float32)
-    far_idx = np.full((n, max(num_far, 1)), -1, dtype=np.int64)
-    far_val = np.full((n, max(num_far, 1)), -np.inf, dtype=np.float32)
-    for s, e, t, u, tile in tiles:
-        tile = np.asarray(tile, dtype=np.float32)
-        _merge_nearest(near_idx[s:e], near_val[s:e], tile, t, k)
-        np.maximum(row_max[s:e], tile.max(axis=1), out=row_max[s:e])
-        if num_far:
-            _merge_farthest(far_idx[s:e], far_val[s:e], tile, t)
-        if t != s:
-            tr = np.ascontiguousarray(tile.T)
-            _merge_nearest(near_idx[t:u], near_val[t:u], tr, s, k)
-            np.maximum(row_max[t:u], tr.max(axis=1), out=row_max[t:u])
-            if num_far:
-                _merge_farthest(far_idx[t:u], far_val[t:u], tr, s)
-    out = {"top": near_idx, "dist": near_val, "row_max": row_max}
-    if num_far:
-        out["far"], out["far_dist"] = far_idx, far_val
-    return out
 
 
 class PairLookup:

@@ -14,32 +14,22 @@ whole block (kernel="numpy" or FASTREID_DMLI_KERNEL=numpy). Blocks run in thread
 single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run through
 MindSpore operators on the device instead.
 """
-import ctypes
-import glob
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 
+from fastreid_ms.utils.threads import default_num_threads, run_tasks
+
 from . import dmli_numba
 
-__all__ = ["dmli_distance", "dmli_distance_symmetric", "dmli_pairs", "dmli_rows",
-           "dmli_from_cost", "default_num_threads", "default_kernel"]
+__all__ = ["dmli_distance", "dmli_distance_symmetric", "dmli_symmetric_blocks", "dmli_pairs",
+           "dmli_rows", "dmli_from_cost", "default_num_threads", "default_kernel"]
 
 # Part-distance cells per block (2 MB of float32 per worker: about one L2 cache).
 _BLOCK_CELLS = 1 << 19
 _PAIR_CHUNK = 16384
-
-
-def default_num_threads():
-    """Worker threads for the CPU path: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def default_kernel():
@@ -59,57 +49,6 @@ def _resolve_kernel(kernel):
         raise ValueError("DMLI kernel 'numba' needs the numba package: pip install numba "
                          "(or pass kernel='numpy')")
     return kernel
-
-
-# ----------------------------------------------------------------------------- BLAS threads
-_BLAS_SETTER = None
-_BLAS_LOCK = threading.Lock()
-
-
-def _find_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS numpy uses, or None."""
-    global _BLAS_SETTER
-    if _BLAS_SETTER is not None:
-        return _BLAS_SETTER or None
-    found = False
-    candidates = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs",
-                                        "libopenblas*"))
-    candidates += glob.glob(os.path.join(os.path.dirname(np.__file__), ".libs", "libopenblas*"))
-    for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", ""):
-            setter = getattr(lib, "openblas_set_num_threads" + suffix, None)
-            getter = getattr(lib, "openblas_get_num_threads" + suffix, None)
-            if setter is not None and getter is not None:
-                _BLAS_SETTER = (setter, getter)
-                found = True
-                break
-        if found:
-            break
-    if not found:
-        _BLAS_SETTER = False
-        return None
-    return _BLAS_SETTER
-
-
-@contextmanager
-def _single_threaded_blas(active):
-    """While our own threads run GEMMs side by side, keep BLAS from spawning more."""
-    funcs = _find_openblas() if active else None
-    if funcs is None:
-        yield
-        return
-    setter, getter = funcs
-    with _BLAS_LOCK:
-        previous = getter()
-        setter(1)
-        try:
-            yield
-        finally:
-            setter(previous)
 
 
 # ----------------------------------------------------------------------------- core (numpy)
@@ -231,16 +170,6 @@ def _block_shape(m, n, num_rows, num_cols, block_size):
     return bm, bn
 
 
-def _run(tasks, func, num_threads):
-    if num_threads <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            func(*task)
-        return
-    with _single_threaded_blas(True), ThreadPoolExecutor(num_threads) as pool:
-        for _ in pool.map(lambda a: func(*a), tasks):
-            pass
-
-
 def _use_device(device):
     """True for the MindSpore operator path: ``device`` given and not CPU, or (None) MindSpore
     already imported with a GPU / Ascend device target. Never imports MindSpore itself."""
@@ -280,8 +209,48 @@ def dmli_distance(x, y, aligned=True, block_size=None, num_threads=None, device=
         out[s:e, t:u] = runner.block(s, e, t, u)
 
     tasks = [(s, t) for s in range(0, num_x, bm) for t in range(0, num_y, bn)]
-    _run(tasks, work, num_threads or default_num_threads())
+    run_tasks(tasks, work, num_threads)
     return out
+
+
+def dmli_symmetric_blocks(x, consume, aligned=True, tile_size=1024, block_size=None,
+                          num_threads=None, device=None, kernel=None):
+    """DMLI of x (N, m, C) against itself, tile by tile on and above the diagonal, without
+    storing the (N, N) matrix: ``consume(s, e, t, u, tile)`` receives tile = DMLI(x[s:e],
+    x[t:u]) (float32, t >= s, about ``tile_size`` square) from the worker threads, so it must be
+    thread-safe. Every pair i <= j lies in exactly one tile at a position with row <= column;
+    in tiles that cross the diagonal the entries below it are NaN (not computed)."""
+    x, _ = _check(x, x, aligned)
+    num = x.shape[0]
+    if num == 0:
+        return
+    if _use_device(device):
+        rows = max(1, min(num, int(block_size) if block_size else 1024))
+        for s in range(0, num, rows):
+            e = min(s + rows, num)
+            consume(s, e, s, num, _dmli_device(x[s:e], x[s:], aligned, block_size,
+                                               np.empty((e - s, num - s), np.float32)))
+        return
+    bm, bn = _block_shape(x.shape[1], x.shape[1], num, num, block_size)
+    bn = max(bm, (bn // bm) * bm)           # column blocks aligned to row blocks
+    tile = max(bn, (int(tile_size) // bn) * bn)
+    runner = _BlockRunner(x, x, aligned, _resolve_kernel(kernel), bn)
+
+    def work(s, t):
+        e, u = min(s + tile, num), min(t + tile, num)
+        out = np.empty((e - s, u - t), dtype=np.float32)
+        for a in range(s, e, bm):
+            b = min(a + bm, e)
+            for c in range(t, u, bn):
+                d = min(c + bn, u)
+                if d <= a:                  # wholly below the diagonal
+                    out[a - s:b - s, c - t:d - t] = np.nan
+                else:
+                    out[a - s:b - s, c - t:d - t] = runner.block(a, b, c, d)
+        consume(s, e, t, u, out)
+
+    tasks = [(s, t) for s in range(0, num, tile) for t in range(s, num, tile)]
+    run_tasks(tasks, work, num_threads)
 
 
 def dmli_distance_symmetric(x, aligned=True, block_size=None, num_threads=None, device=None,
@@ -292,19 +261,8 @@ def dmli_distance_symmetric(x, aligned=True, block_size=None, num_threads=None, 
     num = x.shape[0]
     if out is None:
         out = np.empty((num, num), dtype=np.float32)
-    if num == 0:
-        return out
-    if _use_device(device):
-        _dmli_device(x, x, aligned, block_size, out)
-        _mirror_upper(out, 1024)
-        return out
-    bm, bn = _block_shape(x.shape[1], x.shape[1], num, num, block_size)
-    bn = max(bm, (bn // bm) * bm)           # column blocks aligned to row blocks
-    runner = _BlockRunner(x, x, aligned, _resolve_kernel(kernel), bn)
 
-    def work(s, t):
-        e, u = min(s + bm, num), min(t + bn, num)
-        blk = runner.block(s, e, t, u)
+    def fill(s, e, t, u, blk):
         if t < e:                           # the block crosses the diagonal: keep row <= col
             upper = np.arange(s, e)[:, None] <= np.arange(t, u)[None, :]
             view = out[s:e, t:u]
@@ -312,9 +270,9 @@ def dmli_distance_symmetric(x, aligned=True, block_size=None, num_threads=None, 
         else:
             out[s:e, t:u] = blk
 
-    tasks = [(s, t) for s in range(0, num, bm) for t in range((s // bn) * bn, num, bn)]
-    _run(tasks, work, num_threads or default_num_threads())
-    _mirror_upper(out, bm)
+    dmli_symmetric_blocks(x, fill, aligned, block_size=block_size, num_threads=num_threads,
+                          device=device, kernel=kernel)
+    _mirror_upper(out, 1024)
     return out
 
 
@@ -396,7 +354,7 @@ def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21, num_threads=None):
         g4 = g.reshape(e - s, k, n, m)
         res[s:e] = dmli_from_cost(lambda i, j: g4[:, :, j, i], m, n, aligned)
 
-    _run([(s,) for s in range(0, num, rows)], work, num_threads or default_num_threads())
+    run_tasks([(s,) for s in range(0, num, rows)], work, num_threads)
     return res
 
 

@@ -8,12 +8,13 @@ TEST.EVALUATOR "AlignedReIDEvaluator". Keys (projects/AlignedReIDpp/alignedreidp
 - TEST.LOCAL.ALIGNED: DMLI shortest path (True) or the unaligned diagonal sum (False);
 - TEST.RERANK.*: with CANDIDATES 0 the exact re-ranking of the seed on the (q+g)^2 matrix of
   global + local distances (its q-q and g-g local distances included); with CANDIDATES = K > 0 the
-  candidate mode: the query x gallery distances stay exact (so do the plain metrics), but the
-  re-ranking's neighbour lists come from each sample's K nearest by the global distance, whose
-  local distances alone are computed (plus a few of the farthest, for the row maximum of the
-  gallery rows); other pairs the k-reciprocal sets reach are computed on demand. Nothing of
-  size (q+g)^2 exists, so memory is linear in the gallery size beyond the (Q, G) matrices
-  (MSMT17: 11,659 x 82,161).
+  candidate mode: query x gallery and query x query distances stay exact (so do the plain
+  metrics and the queries' neighbour lists), but each gallery sample's gallery neighbours come
+  from its K nearest by the global distance, whose local distances alone are computed (plus a
+  few of the farthest, for the row maximum); other pairs the k-reciprocal sets reach are
+  computed on demand. Either way the (q+g)^2 matrix is never stored: its tiles stream into
+  neighbour lists, so memory beyond the (Q, G) matrices is linear in the gallery size (MSMT17:
+  11,659 x 82,161), and the candidate mode skips almost all of the gallery x gallery DMLI.
 """
 import logging
 import time
@@ -22,12 +23,12 @@ import numpy as np
 
 from fastreid_ms.evaluation.build import EVALUATOR_REGISTRY
 from fastreid_ms.evaluation.distance import (compute_distance, compute_distance_symmetric,
-                                             normalize, symmetric_tiles)
+                                             normalize, stream_symmetric_tiles)
+from fastreid_ms.evaluation.neighbours import NeighbourLists
 from fastreid_ms.evaluation.reid_evaluation import ReidEvaluator, pairwise_feature_distance
-from fastreid_ms.evaluation.rerank import (PairLookup, re_ranking_dense, re_ranking_neighbours,
-                                           tile_neighbours)
+from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 
-from .dmli import dmli_distance, dmli_distance_symmetric, dmli_pairs, dmli_rows
+from .dmli import dmli_distance, dmli_distance_symmetric, dmli_pairs, dmli_symmetric_blocks
 
 logger = logging.getLogger("fastreid_ms")
 
@@ -76,141 +77,128 @@ class AlignedReIDEvaluator(ReidEvaluator):
     # --------------------------------------------------------------------------- plain distance
     def query_gallery_distance(self, feats, nq):
         mode = self._mode()
-        # The candidate scan only serves re-ranking.
-        candidates = int(self.cfg.TEST.RERANK.CANDIDATES) if self.cfg.TEST.RERANK.ENABLED else 0
         self._mode_cache = mode
-        self._candidates = None
+        rk = self.cfg.TEST.RERANK
+        # Candidate re-ranking picks gallery neighbours by the global distance, even in "local".
+        needs_global = mode != "local" or (rk.ENABLED and int(rk.CANDIDATES) > 0)
         t = time.perf_counter()
-        x = self._global_features(feats, nq) if (mode != "local" or candidates > 0) else None
+        x = self._global_features(feats, nq) if needs_global else None
         self._cached_global = x
-        if mode == "global":
+        dist = None
+        if mode != "local":
             dist = compute_distance(x[:nq], x[nq:], self._metric(), self._block_size())
-            self._tick("global", t)
+        self._tick("global", t)
+        if mode == "global":
             return dist
         local = self._local_features(feats)
         self._cached_local = local
-        dist = None
-        if mode == "global_local" and candidates == 0:
-            dist = compute_distance(x[:nq], x[nq:], self._metric(), self._block_size())
-            self._tick("global", t)
-        elif candidates > 0:
-            dist = self._candidate_scan(x, local, nq, candidates, mode)
         t = time.perf_counter()
         local_qg = dmli_distance(local[:nq], local[nq:], block_size=None, **self._dmli_kwargs())
         self._tick("local_qg", t)
-        if dist is None or mode == "local":
+        if dist is None:
             return local_qg
         local_qg += dist            # the seed's local_distmat + distmat
         return local_qg
 
-    # --------------------------------------------------------------------------- candidate mode
-    def _candidate_scan(self, x, local, nq, k, mode):
-        """Candidate mode: one pass over the tiles of the upper half of the global (q+g)^2
-        distance gives every sample's K nearest (and a few farthest) by the global distance and
-        the (Q, G) global distance, which is returned; the local distances of those pairs make
-        the re-ranking's neighbour lists (sorted by the TEST.DISTANCE distance)."""
-        n = x.shape[0]
-        ng = n - nq
-        k = min(k, n)
-        far = min(_NUM_FAR, n)
-        metric = self._metric()
-        # Tiles wide enough for a cheap top-k (see rerank._topk_sorted), at most 64 MB each.
-        bs = min(max(self._block_size(), 16 * k), 4096)
-        t = time.perf_counter()
-        qg_global = np.empty((nq, ng), dtype=np.float32)
-
-        def tiles():
-            for s, e, t0, u, tile in symmetric_tiles(x, metric, bs, (nq,), exact_diagonal=False):
-                if s < nq <= t0:                     # tiles are aligned on the query count
-                    qg_global[s:e, t0 - nq:u - nq] = tile
-                yield s, e, t0, u, tile
-
-        nb = tile_neighbours(tiles(), n, k, num_far=far)
-        cand, cand_g = nb["top"], nb["dist"]
-        far_idx, far_g = nb["far"], nb["far_dist"]
-        empty = far_idx < 0                        # fewer tiles than far slots: repeat one
-        if empty.any():
-            first = np.argmax(~empty, axis=1)
-            rows = np.arange(n)
-            far_idx = np.where(empty, far_idx[rows, first][:, None], far_idx)
-            far_g = np.where(empty, far_g[rows, first][:, None], far_g)
-        self._tick("global", t)
-
-        t = time.perf_counter()
-        kw = self._dmli_kwargs()
-        cand_l = dmli_rows(local, local, cand, **kw)
-        far_l = dmli_rows(local, local, far_idx, **kw)
-        self._tick("local_candidates", t)
-
-        with_global = mode == "global_local"
-        cand_d = cand_l + cand_g if with_global else cand_l
-        far_d = far_l + far_g if with_global else far_l
-        order = np.lexsort((cand, cand_d), axis=1)
-        cand = np.take_along_axis(cand, order, axis=1)
-        cand_d = np.take_along_axis(cand_d, order, axis=1)
-        self._candidates = {"top": cand, "dist": np.concatenate([cand_d, far_d], axis=1),
-                            "keys": np.concatenate([cand, far_idx], axis=1),
-                            "row_max": np.maximum(cand_d.max(axis=1), far_d.max(axis=1))}
-        return qg_global if with_global else None
+    # --------------------------------------------------------------------------- re-ranking
+    def _with_global(self):
+        return self._mode_cache == "global_local"
 
     def _pair_distance(self, i, j):
         """Global + local (per TEST.DISTANCE) distance of the pairs (i, j) of all samples."""
         d = dmli_pairs(self._cached_local, self._cached_local, i, j, **self._dmli_kwargs())
-        if self._mode_cache == "global_local":
+        if self._with_global():
             x = self._cached_global
             sq = None if self._metric() == "cosine" else np.einsum("ij,ij->i", x, x)
             d = d + pairwise_feature_distance(x, i, j, self._metric(), sq_norms=sq)
         return d
 
-    # --------------------------------------------------------------------------- re-ranking
     def rerank(self, feats, nq, q_g_dist):
-        mode = self._mode_cache
-        rk = self.cfg.TEST.RERANK
-        if mode == "global":
-            return super().rerank(feats, nq, q_g_dist)
-        if int(rk.CANDIDATES) > 0:
-            if getattr(self, "_candidates", None) is None:       # re-ranking not configured
-                x = self._global_features(feats, nq)
-                self._cached_global = x
-                self._candidate_scan(x, self._cached_local, nq, int(rk.CANDIDATES), mode)
-            c = self._candidates
-            # The query rows are known exactly: their maxima include every gallery sample.
-            row_max = c["row_max"].copy()
-            row_max[:nq] = np.maximum(row_max[:nq], q_g_dist.max(axis=1))
-            lookup = PairLookup(c["keys"], c["dist"], self._pair_distance)
-            t = time.perf_counter()
-            out = re_ranking_neighbours(c["top"], row_max, nq, lookup,
-                                        lambda s, e: q_g_dist[s:e], k1=rk.K1, k2=rk.K2,
-                                        lambda_value=rk.LAMBDA)
-            self._tick("rerank_core", t)
-            return out
-        return self._exact_rerank(nq, q_g_dist, mode)
+        """k-reciprocal re-ranking of the TEST.DISTANCE distance (global + local as the seed).
 
-    def _exact_rerank(self, nq, q_g_dist, mode):
+        The (q+g)^2 matrix is never stored: its tiles stream into per-sample neighbour lists
+        (fastreid_ms.evaluation.neighbours). Query x gallery pairs come from ``q_g_dist``, query
+        x query pairs are computed exactly; gallery x gallery pairs exactly (CANDIDATES 0) or,
+        in candidate mode, only for each gallery sample's K nearest (and a few farthest) by the
+        global distance."""
+        if self._mode_cache == "global":
+            return super().rerank(feats, nq, q_g_dist)
+        rk = self.cfg.TEST.RERANK
+        if self._cached_global is None and (self._with_global() or int(rk.CANDIDATES) > 0):
+            self._cached_global = self._global_features(feats, nq)
         local = self._cached_local
         n = local.shape[0]
-        kw = self._dmli_kwargs()
-        rows = np.empty((n, n), dtype=np.float32)
-        rows[:nq, nq:] = q_g_dist
-        rows[nq:, :nq] = q_g_dist.T
+        lists = NeighbourLists(n, max(int(rk.K1) + 1, int(rk.K2)))
         t = time.perf_counter()
-        dmli_distance_symmetric(local[:nq], out=rows[:nq, :nq], **kw)
+        rows = max(1, (1 << 22) // max(1, n - nq))
+        for s in range(0, nq, rows):
+            lists.add_tile(q_g_dist[s:s + rows], s, nq)
+        self._tick("neighbours_qg", t)
+        t = time.perf_counter()
+        lists.add_tile(self._query_query_distance(nq), 0, 0)
         self._tick("local_qq", t)
         t = time.perf_counter()
-        dmli_distance_symmetric(local[nq:], out=rows[nq:, nq:], **kw)
+        if int(rk.CANDIDATES) > 0:
+            self._gallery_candidates(lists, nq, int(rk.CANDIDATES))
+        else:
+            self._gallery_exact(lists, nq)
         self._tick("local_gg", t)
-        if mode == "global_local":
-            t = time.perf_counter()
-            x = self._cached_global
-            metric, bs = self._metric(), self._block_size()
-            compute_distance_symmetric(x[:nq], metric, bs, out=rows[:nq, :nq], accumulate=True)
-            compute_distance_symmetric(x[nq:], metric, bs, out=rows[nq:, nq:], accumulate=True)
-            self._tick("global_qq_gg", t)
         t = time.perf_counter()
-        rk = self.cfg.TEST.RERANK
-        out = re_ranking_dense(rows, nq, k1=rk.K1, k2=rk.K2, lambda_value=rk.LAMBDA)
+        nb = lists.result()
+        lookup = PairLookup(nb["top"], nb["dist"], self._pair_distance)
+        out = re_ranking_neighbours(nb["top"], nb["row_max"], nq, lookup,
+                                    lambda s, e: q_g_dist[s:e], k1=rk.K1, k2=rk.K2,
+                                    lambda_value=rk.LAMBDA)
         self._tick("rerank_core", t)
         return out
+
+    def _query_query_distance(self, nq):
+        """(Q, Q) distance of the queries to each other (exact, symmetric)."""
+        qq = dmli_distance_symmetric(self._cached_local[:nq], **self._dmli_kwargs())
+        if self._with_global():
+            compute_distance_symmetric(self._cached_global[:nq], self._metric(),
+                                       self._block_size(), out=qq, accumulate=True)
+        return qq
+
+    def _gallery_exact(self, lists, nq):
+        """Every gallery x gallery pair: DMLI blocks (+ the global distance of the same block)
+        streamed into ``lists`` from the worker threads."""
+        x = self._cached_global[nq:] if self._with_global() else None
+        metric = self._metric()
+
+        def consume(s, e, t, u, block):
+            if x is not None:
+                block = block + compute_distance(x[s:e], x[t:u], metric, e - s)
+            lists.add_tile(block, nq + s, nq + t)
+
+        dmli_symmetric_blocks(self._cached_local[nq:], consume, **self._dmli_kwargs())
+
+    def _gallery_candidates(self, lists, nq, k):
+        """Candidate mode: each gallery sample's ``k`` nearest and ``_NUM_FAR`` farthest gallery
+        samples by the global distance (one threaded scan of the upper half of the gallery x
+        gallery global distance, never stored), then the local distance of those pairs only."""
+        x = self._cached_global[nq:]
+        ng = x.shape[0]
+        scan = NeighbourLists(ng, k, num_far=_NUM_FAR)
+        bs = max(self._block_size(), 256)
+        stream_symmetric_tiles(x, lambda s, e, t, u, tile: scan.add_tile(tile, s, t),
+                               self._metric(), bs)
+        nb = scan.result()
+        cand = np.concatenate([nb["top"], nb["far"]], axis=1)
+        glob = np.concatenate([nb["dist"], nb["far_dist"]], axis=1)
+        rows = np.repeat(np.arange(ng), cand.shape[1])
+        cols = cand.ravel()
+        valid = cols >= 0
+        # Each unordered pair once (j may hold i among its own candidates too).
+        keys = np.minimum(rows, cols) * ng + np.maximum(rows, cols)
+        _, first = np.unique(np.where(valid, keys, -1), return_index=True)
+        first = first[valid[first]]
+        rows, cols = rows[first], cols[first]
+        d = dmli_pairs(self._cached_local[nq:], self._cached_local[nq:], rows, cols,
+                       **self._dmli_kwargs())
+        if self._with_global():
+            d = d + glob.ravel()[first]
+        lists.add_pairs(nq + rows, nq + cols, d, symmetric=True)
 
     def evaluate(self):
         try:
