@@ -49,13 +49,17 @@ def test_dmli_matches_brute_force(m, n, kernel):
     assert ours.shape == (5, 4) and ours.dtype == np.float32
     ref = np.array([[brute_force_dmli(a, b) for b in y] for a in x])
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    ii, jj = np.meshgrid(np.arange(5), np.arange(4), indexing="ij")
+    pairs = dmli_pairs(x, y, ii.ravel(), jj.ravel(), kernel=kernel, num_threads=2, chunk=3)
+    np.testing.assert_allclose(pairs, ref.ravel(), rtol=1e-5, atol=1e-5)
     if m == n:
         ours_u = dmli_distance(x, y, aligned=False, num_threads=1, kernel=kernel)
         ref_u = np.array([[brute_force_dmli(a, b, aligned=False) for b in y] for a in x])
         np.testing.assert_allclose(ours_u, ref_u, rtol=1e-5, atol=1e-5)
 
 
-def test_blocked_threaded_pairs_rows_equal_unblocked():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_blocked_threaded_pairs_rows_equal_unblocked(kernel):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(37, 8, 16)).astype(np.float32)
     y = rng.normal(size=(53, 8, 16)).astype(np.float32)
@@ -65,9 +69,10 @@ def test_blocked_threaded_pairs_rows_equal_unblocked():
                                    rtol=1e-6, atol=1e-6)
     i = rng.integers(0, 37, 200)
     j = rng.integers(0, 53, 200)
-    np.testing.assert_allclose(dmli_pairs(x, y, i, j, chunk=17), full[i, j], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dmli_pairs(x, y, i, j, chunk=17, kernel=kernel), full[i, j],
+                               rtol=1e-5, atol=1e-5)
     cand = rng.integers(0, 53, (37, 9))
-    np.testing.assert_allclose(dmli_rows(x, y, cand, max_elements=100),
+    np.testing.assert_allclose(dmli_rows(x, y, cand, max_elements=100, kernel=kernel),
                                full[np.arange(37)[:, None], cand], rtol=1e-5, atol=1e-5)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastreid_ms.evaluation.neighbours import NeighbourLists, neighbour_kernel
+from fastreid_ms.evaluation.neighbours import NeighbourLists, rerank_kernel
 
 KERNELS = ("numba", "numpy")
 
@@ -94,5 +94,5 @@ def test_bad_input_is_named():
         lists.add_pairs([0, 1], [1], [0.5, 0.5])
     with pytest.raises(ValueError, match=r"\[0, 5\)"):
         lists.add_pairs([0], [7], [0.5])
-    with pytest.raises(ValueError, match="FASTREID_NEIGHBOUR_KERNEL"):
-        neighbour_kernel("cython")
+    with pytest.raises(ValueError, match="FASTREID_RERANK_KERNEL"):
+        rerank_kernel("cython")

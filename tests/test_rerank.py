@@ -64,9 +64,11 @@ def split(feats, num_query):
     return (compute_distance(q, g), compute_distance_symmetric(q), compute_distance_symmetric(g))
 
 
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
 @pytest.mark.parametrize("k1,k2,lam", [(20, 6, 0.3), (5, 1, 0.5), (7, 3, 0.0), (4, 4, 1.0),
                                        (3, 2, 0.3)])
-def test_matches_reference(k1, k2, lam):
+def test_matches_reference(k1, k2, lam, kernel, monkeypatch):
+    monkeypatch.setenv("FASTREID_RERANK_KERNEL", kernel)
     rng = np.random.default_rng(k1 * 10 + k2)
     feats, _ = clustered_features(rng, num_ids=15, per_id=6)
     perm = rng.permutation(feats.shape[0])

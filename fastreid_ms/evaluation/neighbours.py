@@ -7,7 +7,7 @@ them while tiles of the (n, n) matrix arrive in any order from any thread, so th
 never exists: memory is O(n k) whatever the gallery size.
 
 The updates run in a compiled kernel (numba, released GIL) where numba imports, else in NumPy
-(``FASTREID_NEIGHBOUR_KERNEL=numpy`` forces that path); both give the same lists.
+(``FASTREID_RERANK_KERNEL=numpy`` forces that path); both give the same lists.
 """
 import os
 import threading
@@ -19,17 +19,17 @@ try:
 except ImportError:  # pragma: no cover - the numpy path remains
     numba = None
 
-__all__ = ["NeighbourLists", "neighbour_kernel"]
+__all__ = ["NeighbourLists", "rerank_kernel"]
 
 
-def neighbour_kernel(kernel=None):
-    """"numba" or "numpy": ``kernel`` if given, else FASTREID_NEIGHBOUR_KERNEL, else "numba"
+def rerank_kernel(kernel=None):
+    """"numba" or "numpy": ``kernel`` if given, else FASTREID_RERANK_KERNEL, else "numba"
     where numba imports."""
     fallback = "numba" if numba is not None else "numpy"
-    kernel = (kernel or os.environ.get("FASTREID_NEIGHBOUR_KERNEL", "") or fallback).lower()
+    kernel = (kernel or os.environ.get("FASTREID_RERANK_KERNEL", "") or fallback).lower()
     if kernel not in ("numba", "numpy"):
         raise ValueError(f"Neighbour kernel must be 'numba' or 'numpy' "
-                         f"(FASTREID_NEIGHBOUR_KERNEL), got {kernel!r}")
+                         f"(FASTREID_RERANK_KERNEL), got {kernel!r}")
     if kernel == "numba" and numba is None:
         raise ValueError("Neighbour kernel 'numba' needs the numba package: pip install numba")
     return kernel
@@ -235,7 +235,7 @@ class NeighbourLists:
         self.n = int(n)
         self.k = max(1, min(int(k), self.n))
         self.num_far = max(0, min(int(num_far), self.n))
-        self.kernel = neighbour_kernel(kernel)
+        self.kernel = rerank_kernel(kernel)
         self.idx = np.full((self.n, self.k), -1, dtype=np.int64)
         self.val = np.full((self.n, self.k), np.inf, dtype=np.float32)
         self.row_max = np.full(self.n, -np.inf, dtype=np.float32)

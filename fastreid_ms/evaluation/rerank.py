@@ -25,6 +25,10 @@ TEST.RERANK.CANDIDATES, for galleries of 80,000+ images).
 import numpy as np
 import scipy.sparse as sp
 
+from fastreid_ms.utils.threads import run_tasks
+
+from .neighbours import numba, rerank_kernel
+
 __all__ = ["re_ranking", "re_ranking_dense", "re_ranking_neighbours", "scan_neighbours",
            "PairLookup"]
 
@@ -249,15 +253,40 @@ def _jaccard_block(vq, vg_csc, num_gallery):
     return np.bincount(flat, weights=mins, minlength=b * num_gallery).reshape(b, num_gallery)
 
 
+def _blend_rows(vq_ptr, vq_idx, vq_val, vg_ptr, vg_idx, vg_val, original, row_max, lam, out):
+    """Jaccard distance of each query row of V (CSR) to every gallery row (V's gallery part as
+    CSC: for each column k, the gallery rows with V[g, k] != 0), blended with the original
+    distance: out = float32(jaccard * (1 - lam)) + original / row_max * float32(lam)."""
+    b, num_gallery = out.shape
+    inter = np.zeros(num_gallery, dtype=np.float64)
+    lam32 = np.float32(lam)
+    for r in range(b):
+        inter[:] = 0.0
+        for p in range(vq_ptr[r], vq_ptr[r + 1]):
+            k = vq_idx[p]
+            w = vq_val[p]
+            for z in range(vg_ptr[k], vg_ptr[k + 1]):
+                g = vg_idx[z]
+                inter[g] += min(w, vg_val[z])
+        for g in range(num_gallery):
+            jac = 1.0 - inter[g] / (2.0 - inter[g])
+            out[r, g] = np.float32(jac * (1.0 - lam)) + original[r, g] / row_max[r] * lam32
+
+
+_blend_jit = numba.njit(nogil=True, cache=True)(_blend_rows) if numba is not None else None
+
+
 def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20, k2=6,
-                          lambda_value=0.3, block_rows=None):
+                          lambda_value=0.3, block_rows=None, kernel=None):
     """Re-ranked (num_query, num_gallery) float32 distances from neighbour lists.
 
     top: (n, K) nearest samples of each of the n = num_query + num_gallery samples (queries
         first), nearest first, K >= max(k1 + 1, k2) (or n);
     row_max: (n,) maximum raw distance of each row (the normaliser of the published code);
     pair_dist(i, j): raw distances of the pairs (i[t], j[t]) (row i of the transposed matrix);
-    query_dist(start, stop): (stop-start, num_gallery) raw distances of query rows.
+    query_dist(start, stop): (stop-start, num_gallery) raw distances of query rows;
+    kernel: "numba" (compiled Jaccard + blend, query blocks in threads), "numpy" or None
+    (rerank_kernel(): FASTREID_RERANK_KERNEL, else numba where it imports).
     """
     n = top.shape[0]
     _check_params(k1, k2, lambda_value, n)
@@ -286,10 +315,21 @@ def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20,
     lam = np.float32(lambda_value)
     out = np.empty((num_query, num_gallery), dtype=np.float32)
     qb = max(1, _BLOCK_ELEMENTS // max(num_gallery, 1))
-    for s in range(0, num_query, qb):
+    compiled = rerank_kernel(kernel) == "numba"
+
+    def work(s):
         e = min(s + qb, num_query)
+        original = np.ascontiguousarray(query_dist(s, e), dtype=np.float32)
+        if compiled:
+            vb = vq[s:e]
+            _blend_jit(vb.indptr, vb.indices, vb.data, vg_csc.indptr, vg_csc.indices,
+                       vg_csc.data, original, row_max[s:e], float(lambda_value), out[s:e])
+            return
         inter = _jaccard_block(vq[s:e], vg_csc, num_gallery)
         jaccard = 1.0 - inter / (2.0 - inter)
-        original = np.asarray(query_dist(s, e), dtype=np.float32) / row_max[s:e, None]
-        out[s:e] = (jaccard * (1.0 - lambda_value)).astype(np.float32) + original * lam
+        out[s:e] = ((jaccard * (1.0 - lambda_value)).astype(np.float32)
+                    + original / row_max[s:e, None] * lam)
+
+    # The query_dist callback may not be thread-safe in general; ours are array views.
+    run_tasks([(s,) for s in range(0, num_query, qb)], work, None if compiled else 1)
     return out

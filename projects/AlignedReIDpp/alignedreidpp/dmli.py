@@ -287,17 +287,39 @@ def _mirror_upper(out, block):
         diag[lower] = diag.T[lower]
 
 
-def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK):
-    """DMLI of the pairs (x[i[t]], y[j[t]]): x (M, m, C), y (N, n, C), i, j (T,) -> (T,)."""
+def _pairs_compiled(x, y, i, j, aligned, num_threads, chunk=_PAIR_CHUNK):
+    """The fused pair kernel of dmli_numba.py over chunks of pairs in worker threads."""
+    x = np.ascontiguousarray(x)
+    y = np.ascontiguousarray(y)
+    x_sq = np.einsum("imc,imc->im", x, x)
+    y_sq = x_sq if y is x else np.einsum("jnc,jnc->jn", y, y)
+    res = np.empty(i.shape[0], dtype=np.float32)
+
+    def work(s):
+        e = min(s + chunk, i.shape[0])
+        dmli_numba.pair_paths(x, y, x_sq, y_sq, i[s:e], j[s:e], aligned, res[s:e])
+
+    run_tasks([(s,) for s in range(0, i.shape[0], chunk)], work, num_threads)
+    return res
+
+
+def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK, kernel=None, num_threads=None):
+    """DMLI of the pairs (x[i[t]], y[j[t]]): x (M, m, C), y (N, n, C), i, j (T,) -> (T,).
+    kernel: "numba" (fused per-pair kernel, in threads), "numpy" or None (default_kernel())."""
     x, y = _check(x, y, aligned)
     i = np.asarray(i, dtype=np.int64).ravel()
     j = np.asarray(j, dtype=np.int64).ravel()
     if i.shape != j.shape:
         raise ValueError(f"Pair index arrays differ in length: {i.shape} vs {j.shape}")
+    for name, idx, size in (("i", i, x.shape[0]), ("j", j, y.shape[0])):
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise ValueError(f"Pair indices {name} must lie in [0, {size})")
     m, n = x.shape[1], y.shape[1]
     res = np.empty(i.shape[0], dtype=np.float32)
     if i.shape[0] == 0:
         return res
+    if _resolve_kernel(kernel) == "numba":
+        return _pairs_compiled(x, y, i, j, aligned, num_threads)
     # Group the pairs by i: one GEMM per distinct i (dmli_rows) instead of one tiny product per
     # pair, as long as padding the groups to the longest one costs little.
     order = np.argsort(i, kind="stable")
@@ -308,7 +330,7 @@ def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK):
         slot = np.arange(i.shape[0]) - np.repeat(starts, counts)
         cand = np.repeat(j_sorted[starts][:, None], int(counts.max()), axis=1)
         cand[group, slot] = j_sorted
-        rows = dmli_rows(x[uniq], y, cand, aligned)
+        rows = dmli_rows(x[uniq], y, cand, aligned, kernel="numpy")
         res[order] = rows[group, slot]
         return res
     for s in range(0, i.shape[0], chunk):
@@ -323,10 +345,10 @@ def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK):
     return res
 
 
-def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21, num_threads=None):
+def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21, num_threads=None, kernel=None):
     """DMLI of each x[r] against its own list y[cand[r]]: x (M, m, C), y (N, n, C),
-    cand (M, K) int -> (M, K) float32 (one GEMM per row of x, the path recursion vectorised
-    over a chunk of rows)."""
+    cand (M, K) int -> (M, K) float32. kernel "numba": the per-pair kernel; "numpy": one GEMM
+    per row of x, the path recursion vectorised over a chunk of rows."""
     x, y = _check(x, y, aligned)
     cand = np.asarray(cand, dtype=np.int64)
     if cand.ndim != 2 or cand.shape[0] != x.shape[0]:
@@ -336,6 +358,10 @@ def dmli_rows(x, y, cand, aligned=True, max_elements=1 << 21, num_threads=None):
     res = np.empty((num, k), dtype=np.float32)
     if num == 0 or k == 0:
         return res
+    if _resolve_kernel(kernel) == "numba":
+        rows = np.repeat(np.arange(num, dtype=np.int64), k)
+        return dmli_pairs(x, y, rows, cand.ravel(), aligned, kernel="numba",
+                          num_threads=num_threads).reshape(num, k)
     xsq = np.einsum("imc,imc->im", x, x)
     ysq = np.einsum("jnc,jnc->jn", y, y)
     rows = max(1, int(max_elements) // max(1, k * n * c))

@@ -177,6 +177,7 @@ class AlignedReIDEvaluator(ReidEvaluator):
         """Candidate mode: each gallery sample's ``k`` nearest and ``_NUM_FAR`` farthest gallery
         samples by the global distance (one threaded scan of the upper half of the gallery x
         gallery global distance, never stored), then the local distance of those pairs only."""
+        t0 = time.perf_counter()
         x = self._cached_global[nq:]
         ng = x.shape[0]
         scan = NeighbourLists(ng, k, num_far=_NUM_FAR)
@@ -184,6 +185,7 @@ class AlignedReIDEvaluator(ReidEvaluator):
         stream_symmetric_tiles(x, lambda s, e, t, u, tile: scan.add_tile(tile, s, t),
                                self._metric(), bs)
         nb = scan.result()
+        self._tick("gallery_scan", t0)
         cand = np.concatenate([nb["top"], nb["far"]], axis=1)
         glob = np.concatenate([nb["dist"], nb["far_dist"]], axis=1)
         rows = np.repeat(np.arange(ng), cand.shape[1])
