@@ -291,3 +291,46 @@ def test_distance_and_rerank_usable_on_their_own():
     full = glob + loc
     ref = re_ranking(full[:nq, nq:], full[:nq, :nq], full[nq:, nq:], k1=6, k2=3)
     np.testing.assert_allclose(rk, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("candidates", [0, 12])
+def test_numpy_kernels_give_the_same_metrics(candidates, monkeypatch):
+    """The whole AlignedReID++ evaluation (DMLI blocks and pairs, neighbour lists, Jaccard) with
+    FASTREID_DMLI_KERNEL / FASTREID_RERANK_KERNEL = numpy equals the compiled kernels."""
+    feats, pids, cams, nq = make_parts(seed=8, num_ids=12, per_id=5)
+    cfg = aligned_cfg("global_local", rerank=True, candidates=candidates)
+    compiled, _ = evaluate(cfg, feats, pids, cams, nq)
+    monkeypatch.setenv("FASTREID_DMLI_KERNEL", "numpy")
+    monkeypatch.setenv("FASTREID_RERANK_KERNEL", "numpy")
+    plain, _ = evaluate(cfg, feats, pids, cams, nq)
+    assert list(plain) == list(compiled)
+    for key in compiled:
+        assert plain[key] == pytest.approx(compiled[key], abs=1e-4), key
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_symmetric_blocks_cover_each_pair_once(kernel, monkeypatch):
+    """dmli_symmetric_blocks with many small tiles: every pair i <= j arrives exactly once, at a
+    position with row <= column, with the value of the full computation."""
+    import projects.AlignedReIDpp.alignedreidpp.dmli as dmli_module
+    from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_symmetric_blocks
+    monkeypatch.setattr(dmli_module, "_BLOCK_CELLS", 256)      # 4 x 4-sample blocks
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(45, 4, 6)).astype(np.float32)
+    full = dmli_distance(x, x, num_threads=1, kernel=kernel)
+    seen = np.zeros((45, 45), dtype=np.int64)
+    got = np.full((45, 45), np.nan, dtype=np.float32)
+    tiles = []
+
+    def consume(s, e, t, u, tile):
+        tiles.append((s, t))
+        assert tile.shape == (e - s, u - t) and t >= s
+        rows, cols = np.nonzero(np.arange(s, e)[:, None] <= np.arange(t, u)[None, :])
+        seen[rows + s, cols + t] += 1
+        got[rows + s, cols + t] = tile[rows, cols]
+
+    dmli_symmetric_blocks(x, consume, block_size=4, tile_size=12, num_threads=2, kernel=kernel)
+    assert len(tiles) == 10                        # 4 x 4 tile grid: the upper half
+    upper = np.triu(np.ones((45, 45), dtype=bool))
+    assert (seen[upper] == 1).all() and (seen[~upper] == 0).all()
+    np.testing.assert_allclose(got[upper], full[upper], rtol=1e-5, atol=1e-5)
