@@ -333,4 +333,7 @@ def test_symmetric_blocks_cover_each_pair_once(kernel, monkeypatch):
     assert len(tiles) == 10                        # 4 x 4 tile grid: the upper half
     upper = np.triu(np.ones((45, 45), dtype=bool))
     assert (seen[upper] == 1).all() and (seen[~upper] == 0).all()
-    np.testing.assert_allclose(got[upper], full[upper], rtol=1e-5, atol=1e-5)
+    strict = np.triu(upper, 1)
+    np.testing.assert_allclose(got[strict], full[strict], rtol=1e-5, atol=1e-5)
+    # d(i, i) sums square roots of rounding noise (the blocks differ): close, not equal.
+    np.testing.assert_allclose(np.diag(got), np.diag(full), atol=2e-3)
