@@ -212,8 +212,9 @@ _C.TEST.RERANK.ENABLED = False
 _C.TEST.RERANK.K1 = 20
 _C.TEST.RERANK.K2 = 6
 _C.TEST.RERANK.LAMBDA = 0.3
-# 0: exact k-reciprocal re-ranking; N > 0: neighbour sets from the top-N candidates
-# of each probe only (memory linear in the gallery size).
+# 0: exact k-reciprocal re-ranking; N > 0 (methods with a second, costly distance such as
+# AlignedReID++'s DMLI): that distance is computed for each gallery sample's N nearest gallery
+# samples by the global distance only. Memory is linear in the gallery size either way.
 _C.TEST.RERANK.CANDIDATES = 0
 
 # -----------------------------------------------------------------------------

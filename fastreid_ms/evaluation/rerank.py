@@ -19,8 +19,10 @@ of that order). Ties in the ranking are broken by sample index.
 
 ``re_ranking`` takes dense matrices. ``re_ranking_neighbours`` is the core used by the
 evaluators: it only needs each sample's nearest neighbours, row maxima and a way to get the
-distance of given pairs, so the (q+g)^2 matrix never has to exist (candidate mode,
-TEST.RERANK.CANDIDATES, for galleries of 80,000+ images).
+distance of given pairs, so the (q+g)^2 matrix never has to exist: the evaluators stream its
+tiles into ``neighbours.NeighbourLists``. The Jaccard distance and the final blend run in a
+compiled kernel (numba) over query blocks in threads; FASTREID_RERANK_KERNEL=numpy selects the
+sparse-matrix NumPy path.
 """
 import numpy as np
 import scipy.sparse as sp

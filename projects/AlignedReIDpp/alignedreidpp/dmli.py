@@ -10,9 +10,14 @@ part distances (augmented so that it yields ||a - b||^2 / 4 directly; y's parts 
 within a block, so the pairs of one cell lie contiguously), then square root, tanh and the path
 recursion: one fused compiled pass (dmli_numba.py, the default where numba imports; about
 1.35x faster on the local stages, where the GEMM then dominates), or vectorised numpy over the
-whole block (kernel="numpy" or FASTREID_DMLI_KERNEL=numpy). Blocks run in threads (both release the GIL) with BLAS
-single-threaded meanwhile. On a GPU / Ascend MindSpore device target the blocks run through
-MindSpore operators on the device instead.
+whole block (kernel="numpy" or FASTREID_DMLI_KERNEL=numpy). Blocks run in threads (both
+release the GIL) with BLAS single-threaded meanwhile. On a GPU / Ascend MindSpore device target
+the blocks run through MindSpore operators on the device instead.
+
+``dmli_symmetric_blocks`` streams the tiles of a set against itself to a consumer (the
+re-ranking's neighbour lists) so that the (N, N) matrix is never stored; ``dmli_pairs`` /
+``dmli_rows`` compute given pairs only (candidate re-ranking, pairs reached on demand) with a
+per-pair compiled kernel in threads.
 """
 import os
 import sys

@@ -5,8 +5,9 @@ g (bx*m, n*by) float32 with g[a*m + i, j*by + b] = ||x_a,i - y_b,j||^2 / 4, and 
 out (bx, by) float32: per pair (a, b) the shortest right/down path (aligned) or the diagonal sum
 (not aligned) through d_ij = tanh(sqrt(max(g, 0))). One pass over the block: clamp, square root,
 tanh per row of the block (in cache), then the path recursion, both vectorised over the by pairs
-(the part-major order makes them contiguous), the GIL released so the caller's threads run blocks side by side.
-Compiled on first use and cached in __pycache__.
+(the part-major order makes them contiguous), the GIL released so the caller's threads run
+blocks side by side. ``pair_paths`` does the same for a list of pairs, each from its own m x n
+dot products. Compiled on first use and cached in __pycache__.
 
 tanh(d) = (1 - t) / (1 + t) with t = exp(-2d) = 2^-y, y = 2d / ln 2 (clamped at 30, where
 tanh is 1 in float32): 2^-y = 2^-k * 2^-f (k = floor(y), f in [0, 1)), 2^-f from a degree-6

@@ -180,7 +180,8 @@ class AlignedReIDEvaluator(ReidEvaluator):
         t0 = time.perf_counter()
         x = self._cached_global[nq:]
         ng = x.shape[0]
-        scan = NeighbourLists(ng, k, num_far=_NUM_FAR)
+        # At least as many candidates as the lists keep, so that every list fills up.
+        scan = NeighbourLists(ng, max(int(k), lists.k), num_far=_NUM_FAR)
         bs = max(self._block_size(), 256)
         stream_symmetric_tiles(x, lambda s, e, t, u, tile: scan.add_tile(tile, s, t),
                                self._metric(), bs)
@@ -207,4 +208,3 @@ class AlignedReIDEvaluator(ReidEvaluator):
             return super().evaluate()
         finally:
             self._cached_local = None
-            self._candidates = None
