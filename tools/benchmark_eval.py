@@ -318,7 +318,7 @@ def main(argv=None):
     if args.msmt:
         dims = dims[:1]
     print(f"[benchmark] sizes {sizes}, part sizes {dims}, candidates {args.candidates}", flush=True)
-    texts = []
+    results = []
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as data_dir:
         t = time.perf_counter()
         data = make_features(sizes["num_query"], sizes["num_gallery"], sizes["num_ids"],
@@ -343,11 +343,11 @@ def main(argv=None):
             print(f"[benchmark] ours, candidate re-ranking (K={args.candidates}), parts of "
                   f"{dim} ...", flush=True)
             runs["candidate"] = _spawn("candidate", data_dir, dim, args.candidates)
-            texts.append(report(dim, runs, sizes))
+            results.append({"dim": dim, "runs": runs, "text": report(dim, runs, sizes)})
     if args.output:
         from fastreid_ms.utils.file_io import atomic_write_text
-        atomic_write_text(args.output, "\n".join(texts) + "\n")
-    return texts
+        atomic_write_text(args.output, "\n".join(r["text"] for r in results) + "\n")
+    return results
 
 
 if __name__ == "__main__":

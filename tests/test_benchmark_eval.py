@@ -1,0 +1,41 @@
+"""tools/benchmark_eval.py at a tiny scale: every pipeline runs in its own process, the tables
+print, and our exact pipeline gives the seed pipeline's metrics."""
+import numpy as np
+import pytest
+
+from tests._builders import load_script
+
+bench = load_script("tools/benchmark_eval.py", "benchmark_eval_tool")
+
+
+def test_synthetic_features_have_the_market_layout():
+    data = bench.make_features(20, 90, 8, 3, [16], seed=1)
+    n = 110
+    assert data["global"].shape == (n, 2048) and data["local_16"].shape == (n, 8, 16)
+    assert data["num_query"] == 20
+    pids = data["pids"]
+    assert (pids[:20] > 0).all()                                # queries: real identities
+    assert (pids[20:] == 0).any() and (pids[20:] == -1).any()   # distractors and junk
+    assert set(pids[:20]) <= set(pids[20:])                     # every query id in the gallery
+    np.testing.assert_allclose(np.linalg.norm(data["local_16"], axis=2), 1.0, rtol=1e-5)
+    assert (data["global"] >= 0).all()                          # post-ReLU
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_runs_and_exact_equals_seed(tmp_path, capsys):
+    out = tmp_path / "bench.txt"
+    results = bench.main(["--scale", "0.02", "--local-dims", "16", "--candidates", "30",
+                          "--output", str(out)])
+    assert len(results) == 1
+    runs = results[0]["runs"]
+    assert set(runs) == {"seed", "exact", "candidate"} and all(runs.values())
+    seed, exact, cand = runs["seed"], runs["exact"], runs["candidate"]
+    for key, value in seed["metrics"].items():          # fractions; the seed's V is float16
+        assert exact["metrics"][key] == pytest.approx(value, abs=1e-3), key
+    for key in ("Rank-1", "Rank-5", "mAP"):             # candidate mode: plain metrics exact
+        assert cand["metrics"][key] == pytest.approx(exact["metrics"][key], abs=1e-9), key
+    for run in runs.values():
+        assert set(run["times"]) == set(bench.STAGES) and run["peak_rss_mb"] > 0
+    printed = capsys.readouterr().out
+    assert "speed-up" in printed and "max |diff| vs seed" in printed
+    assert out.read_text().strip() == results[0]["text"].strip()
