@@ -214,4 +214,6 @@ class ReidEvaluator:
             del dist
             results.update(self._rank_metrics(rk_dist, pids, camids, nq, prefix="RK "))
         self._cached_global = None
+        logger.info("Evaluated %d queries x %d gallery samples; seconds by stage: %s", nq,
+                    pids.shape[0] - nq, ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()))
         return results

@@ -92,6 +92,7 @@ class AlignedReIDEvaluator(ReidEvaluator):
             return dist
         local = self._local_features(feats)
         self._cached_local = local
+        logger.info("DMLI distances of %d queries x %d gallery samples ...", nq, len(local) - nq)
         t = time.perf_counter()
         local_qg = dmli_distance(local[:nq], local[nq:], block_size=None, **self._dmli_kwargs())
         self._tick("local_qg", t)
@@ -137,6 +138,9 @@ class AlignedReIDEvaluator(ReidEvaluator):
         t = time.perf_counter()
         lists.add_tile(self._query_query_distance(nq), 0, 0)
         self._tick("local_qq", t)
+        logger.info("Re-ranking: gallery x gallery distances (%s) ...",
+                    f"DMLI of {int(rk.CANDIDATES)} candidates each" if int(rk.CANDIDATES) > 0
+                    else "every pair")
         t = time.perf_counter()
         if int(rk.CANDIDATES) > 0:
             self._gallery_candidates(lists, nq, int(rk.CANDIDATES))
