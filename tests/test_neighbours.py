@@ -63,12 +63,14 @@ def test_rows_columns_and_pairs(kernel):
 def test_nan_ignored_and_short_lists_padded(kernel):
     lists = NeighbourLists(4, 3, kernel=kernel)
     lists.add_tile(np.array([[0.0, np.nan], [np.nan, 0.0]], np.float32), 0, 0)
+    lists.add_tile(np.array([[2.0, np.inf]], np.float32), 1, 2, symmetric=False)
     lists.add_tile(np.array([[2.0]], np.float32), 0, 3)
     nb = lists.result()
     np.testing.assert_array_equal(nb["top"][0], [0, 3, -1])
     np.testing.assert_array_equal(nb["dist"][0], [0.0, 2.0, np.inf])
     np.testing.assert_array_equal(nb["top"][3], [0, -1, -1])
-    assert nb["row_max"][2] == -np.inf
+    np.testing.assert_array_equal(nb["top"][1], [1, 2, -1])     # +inf is no neighbour
+    assert nb["row_max"][1] == np.inf and nb["row_max"][2] == -np.inf
 
 
 def test_kernels_agree_on_a_large_random_scan():

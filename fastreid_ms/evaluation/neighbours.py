@@ -28,10 +28,10 @@ def rerank_kernel(kernel=None):
     fallback = "numba" if numba is not None else "numpy"
     kernel = (kernel or os.environ.get("FASTREID_RERANK_KERNEL", "") or fallback).lower()
     if kernel not in ("numba", "numpy"):
-        raise ValueError(f"Neighbour kernel must be 'numba' or 'numpy' "
+        raise ValueError(f"Re-ranking kernel must be 'numba' or 'numpy' "
                          f"(FASTREID_RERANK_KERNEL), got {kernel!r}")
     if kernel == "numba" and numba is None:
-        raise ValueError("Neighbour kernel 'numba' needs the numba package: pip install numba")
+        raise ValueError("Re-ranking kernel 'numba' needs the numba package: pip install numba")
     return kernel
 
 
@@ -182,8 +182,10 @@ def _numpy_rows(lists, tile, row_start, col_start):
     b, c = tile.shape
     rows = np.arange(row_start, row_start + b)
     finite = np.where(np.isnan(tile), np.inf, tile)
-    # Entries that are not distances (NaN: skipped) carry the index n and leave as -1.
-    cols = np.where(np.isnan(tile), lists.n, np.arange(col_start, col_start + c)[None, :])
+    # Entries that never enter a nearest list (NaN, +inf: as in the compiled kernel) carry the
+    # index n and leave as -1.
+    cols = np.where(np.isnan(tile) | (tile == np.inf), lists.n,
+                    np.arange(col_start, col_start + c)[None, :])
     part = _smallest(finite, min(lists.k, c))
     _merge(lists.idx, lists.val, rows, np.take_along_axis(cols, part, axis=1),
            np.take_along_axis(finite, part, axis=1))
