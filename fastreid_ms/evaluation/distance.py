@@ -9,7 +9,7 @@ import numpy as np
 
 from fastreid_ms.utils.threads import run_tasks
 
-__all__ = ["normalize", "compute_distance", "compute_distance_symmetric", "symmetric_tiles",
+__all__ = ["normalize", "compute_distance", "compute_distance_symmetric",
            "stream_symmetric_tiles", "tile_starts", "DEFAULT_BLOCK_SIZE"]
 
 DEFAULT_BLOCK_SIZE = 1024
@@ -74,31 +74,12 @@ def tile_starts(n, block_size, boundaries=()):
     return starts + [n]
 
 
-def symmetric_tiles(x, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE, boundaries=(),
-                    exact_diagonal=True):
-    """Yield ``(s, e, t, u, tile)`` for the tiles on and above the diagonal of the distance
-    matrix of ``x`` (N, D) to itself: ``tile`` (e-s, u-t) float32 holds d(x[s:e], x[t:u]), t >= s.
-    ``exact_diagonal``: make the diagonal tiles exactly symmetric (needed to mirror them).
-    """
-    _check_metric(metric)
-    x, xsq = _prepare(x, metric)
-    starts = tile_starts(x.shape[0], block_size, boundaries)
-    for a in range(len(starts) - 1):
-        s, e = starts[a], starts[a + 1]
-        for b in range(a, len(starts) - 1):
-            t, u = starts[b], starts[b + 1]
-            tile = _block(x[s:e], None if xsq is None else xsq[s:e], x[t:u],
-                          None if xsq is None else xsq[t:u], metric)
-            if a == b and exact_diagonal:
-                tile = np.triu(tile) + np.triu(tile, 1).T
-            yield s, e, t, u, tile
-
-
 def stream_symmetric_tiles(x, consume, metric="euclidean", block_size=DEFAULT_BLOCK_SIZE,
                            boundaries=(), num_threads=None):
-    """The tiles of ``symmetric_tiles`` (without the exact-diagonal step) computed in worker
-    threads: ``consume(s, e, t, u, tile)`` is called from those threads (so it must be
-    thread-safe) for every tile on and above the diagonal, in no particular order."""
+    """Tiles on and above the diagonal of the distance matrix of ``x`` (N, D) to itself,
+    computed in worker threads: ``consume(s, e, t, u, tile)``, tile (e-s, u-t) float32 =
+    d(x[s:e], x[t:u]) with t >= s, is called from those threads (so it must be thread-safe)
+    for every tile, in no particular order; every value of ``boundaries`` starts a tile."""
     _check_metric(metric)
     x, xsq = _prepare(x, metric)
     starts = tile_starts(x.shape[0], block_size, boundaries)
@@ -120,13 +101,18 @@ def compute_distance_symmetric(x, metric="euclidean", block_size=DEFAULT_BLOCK_S
     n = np.asarray(x).shape[0]
     if out is None:
         out = np.zeros((n, n), dtype=np.float32) if accumulate else np.empty((n, n), np.float32)
-    for s, e, t, u, tile in symmetric_tiles(x, metric, block_size):
-        if accumulate:
-            out[s:e, t:u] += tile
-            if t != s:
-                out[t:u, s:e] += tile.T
-        else:
-            out[s:e, t:u] = tile
-            if t != s:
-                out[t:u, s:e] = tile.T
+
+    def write(s, e, t, u, tile):              # tiles (and their mirrors) never overlap
+        if t == s:                             # diagonal tile: exactly symmetric
+            tile = np.triu(tile) + np.triu(tile, 1).T
+        for rows, cols, values in ((slice(s, e), slice(t, u), tile),
+                                   (slice(t, u), slice(s, e), tile.T)):
+            if accumulate:
+                out[rows, cols] += values
+            else:
+                out[rows, cols] = values
+            if t == s:
+                break
+
+    stream_symmetric_tiles(x, write, metric, block_size)
     return out

@@ -19,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - the numpy path remains
     numba = None
 
-__all__ = ["NeighbourLists", "rerank_kernel"]
+__all__ = ["NeighbourLists", "rerank_kernel", "smallest_per_row"]
 
 
 def rerank_kernel(kernel=None):
@@ -61,24 +61,19 @@ def _insert(idx, val, i, j, v):
     idx[i, p] = j
 
 
-def _add_rows(tile, row_start, col_start, keep, idx, val, row_max, far_idx, far_val):
-    """Entries of ``tile`` (b, c) update the lists of their rows. keep 0: all entries;
-    1: only candidates j >= owner i (upper triangle, diagonal included); 2: only j < i."""
+def _add_tile(tile, row_start, col_start, symmetric, idx, val, row_max, far_idx, far_val):
+    """Entries d(i, j) of ``tile`` (b, c) update the list of their row i; with ``symmetric``
+    only pairs j >= i count (the diagonal once) and those with j > i also update the list of
+    their column j, read row by row (no transposed copy)."""
     b, c = tile.shape
     num_far = far_idx.shape[1]
-    for r in range(b):
+    for r in range(b):                                   # the rows' lists
         i = row_start + r
-        lo, hi = 0, c
-        if keep == 1:
-            lo = min(max(0, i - col_start), c)
-        elif keep == 2:
-            hi = min(max(0, i - col_start), c)
-        if lo >= hi:
-            continue
+        lo = min(max(0, i - col_start), c) if symmetric else 0
         worst = val[i, 0]
         worst_far = far_val[i, 0] if num_far > 0 else np.float32(0.0)
         top = row_max[i]
-        for q in range(lo, hi):
+        for q in range(lo, c):
             v = tile[r, q]
             if v <= worst:
                 _insert(idx, val, i, col_start + q, v)
@@ -89,39 +84,31 @@ def _add_rows(tile, row_start, col_start, keep, idx, val, row_max, far_idx, far_
                 _insert(far_idx, far_val, i, col_start + q, -v)
                 worst_far = far_val[i, 0]
         row_max[i] = top
-
-
-def _add_columns(tile, row_start, col_start, keep, idx, val, row_max, far_idx, far_val):
-    """Entries d(i, j) of ``tile`` (b, c) update the lists of their columns j, read row by row
-    (no transposed copy). keep 0: all entries; 2: only pairs with row i < column j."""
-    b, c = tile.shape
-    num_far = far_idx.shape[1]
-    worst = np.empty(c, dtype=np.float32)
-    worst_far = np.zeros(c, dtype=np.float32)
-    top = np.empty(c, dtype=np.float32)
+    if not symmetric:
+        return
+    worst_col = np.empty(c, dtype=np.float32)            # the columns' lists
+    worst_far_col = np.zeros(c, dtype=np.float32)
+    top_col = np.empty(c, dtype=np.float32)
     for q in range(c):
         j = col_start + q
-        worst[q] = val[j, 0]
+        worst_col[q] = val[j, 0]
         if num_far > 0:
-            worst_far[q] = far_val[j, 0]
-        top[q] = row_max[j]
+            worst_far_col[q] = far_val[j, 0]
+        top_col[q] = row_max[j]
     for r in range(b):
         i = row_start + r
-        lo = 0
-        if keep == 2:
-            lo = min(max(0, i + 1 - col_start), c)
-        for q in range(lo, c):
+        for q in range(min(max(0, i + 1 - col_start), c), c):
             v = tile[r, q]
-            if v <= worst[q]:
+            if v <= worst_col[q]:
                 _insert(idx, val, col_start + q, i, v)
-                worst[q] = val[col_start + q, 0]
-            if v > top[q]:
-                top[q] = v
-            if num_far > 0 and -v <= worst_far[q]:
+                worst_col[q] = val[col_start + q, 0]
+            if v > top_col[q]:
+                top_col[q] = v
+            if num_far > 0 and -v <= worst_far_col[q]:
                 _insert(far_idx, far_val, col_start + q, i, -v)
-                worst_far[q] = far_val[col_start + q, 0]
+                worst_far_col[q] = far_val[col_start + q, 0]
     for q in range(c):
-        row_max[col_start + q] = top[q]
+        row_max[col_start + q] = top_col[q]
 
 
 def _add_pairs(rows, cols, dist, symmetric, idx, val, row_max, far_idx, far_val):
@@ -143,11 +130,10 @@ def _add_pairs(rows, cols, dist, symmetric, idx, val, row_max, far_idx, far_val)
 
 if numba is not None:
     _insert = numba.njit(inline="always")(_insert)
-    _add_rows_jit = numba.njit(nogil=True, cache=True)(_add_rows)
-    _add_columns_jit = numba.njit(nogil=True, cache=True)(_add_columns)
+    _add_tile_jit = numba.njit(nogil=True, cache=True)(_add_tile)
     _add_pairs_jit = numba.njit(nogil=True, cache=True)(_add_pairs)
 else:  # pragma: no cover
-    _add_rows_jit = _add_columns_jit = _add_pairs_jit = None
+    _add_tile_jit = _add_pairs_jit = None
 
 
 # ----------------------------------------------------------------------------- numpy path
@@ -161,8 +147,9 @@ def _merge(idx, val, rows, cand_idx, cand_val):
     val[rows] = np.take_along_axis(all_val, order, axis=1)
 
 
-def _smallest(values, m):
-    """Column indices of the m smallest of each row, ties by index (as a stable sort)."""
+def smallest_per_row(values, m):
+    """(b, m) column indices of the m smallest of each row of ``values`` (b, c), ties by index
+    (the m first of a stable sort), in no particular order."""
     c = values.shape[1]
     if m >= c:
         return np.argsort(values, axis=1, kind="stable")
@@ -186,7 +173,7 @@ def _numpy_rows(lists, tile, row_start, col_start):
     # index n and leave as -1.
     cols = np.where(np.isnan(tile) | (tile == np.inf), lists.n,
                     np.arange(col_start, col_start + c)[None, :])
-    part = _smallest(finite, min(lists.k, c))
+    part = smallest_per_row(finite, min(lists.k, c))
     _merge(lists.idx, lists.val, rows, np.take_along_axis(cols, part, axis=1),
            np.take_along_axis(finite, part, axis=1))
     lists.idx[rows] = np.where(lists.idx[rows] == lists.n, -1, lists.idx[rows])
@@ -194,16 +181,15 @@ def _numpy_rows(lists, tile, row_start, col_start):
                out=lists.row_max[row_start:row_start + b])
     if lists.num_far:
         neg = np.where(np.isnan(tile), np.inf, -tile)
-        part = _smallest(neg, min(lists.num_far, c))
+        part = smallest_per_row(neg, min(lists.num_far, c))
         _merge(lists.far_idx, lists.far_val, rows, np.take_along_axis(cols, part, axis=1),
                np.take_along_axis(neg, part, axis=1))
         lists.far_idx[rows] = np.where(lists.far_idx[rows] == lists.n, -1, lists.far_idx[rows])
 
 
-def _numpy_tile(lists, tile, row_start, col_start, mode):
-    tile = np.asarray(tile, dtype=np.float32)
+def _numpy_tile(lists, tile, row_start, col_start, symmetric):
     b, c = tile.shape
-    if mode == 0:
+    if symmetric:
         below = (np.arange(col_start, col_start + c)[None, :]
                  < np.arange(row_start, row_start + b)[:, None])
         if below.any():
@@ -215,10 +201,8 @@ def _numpy_tile(lists, tile, row_start, col_start, mode):
             rows_tile = cols_tile = tile
         _numpy_rows(lists, rows_tile, row_start, col_start)
         _numpy_rows(lists, np.ascontiguousarray(cols_tile.T), col_start, row_start)
-    elif mode == 1:
-        _numpy_rows(lists, tile, row_start, col_start)
     else:
-        _numpy_rows(lists, np.ascontiguousarray(tile.T), col_start, row_start)
+        _numpy_rows(lists, tile, row_start, col_start)
 
 
 # ----------------------------------------------------------------------------- public class
@@ -263,28 +247,10 @@ class NeighbourLists:
         tile = self._check(tile, row_start, col_start)
         with self._lock:
             if self.kernel == "numpy":
-                _numpy_tile(self, tile, int(row_start), int(col_start), 0 if symmetric else 1)
-                return
-            self._rows(tile, row_start, col_start, 1 if symmetric else 0)
-            if symmetric:
-                self._columns(tile, row_start, col_start, 2)
-
-    def _columns(self, tile, row_start, col_start, keep):
-        _add_columns_jit(tile, int(row_start), int(col_start), keep, self.idx, self.val,
-                         self.row_max, self.far_idx, self.far_val)
-
-    def _rows(self, tile, row_start, col_start, keep):
-        _add_rows_jit(tile, int(row_start), int(col_start), keep, self.idx, self.val,
-                      self.row_max, self.far_idx, self.far_val)
-
-    def add_columns(self, tile, row_start, col_start):
-        """Only the columns' lists: every entry d(i, j) of ``tile`` updates sample j's list."""
-        tile = self._check(tile, row_start, col_start)
-        with self._lock:
-            if self.kernel == "numpy":
-                _numpy_tile(self, tile, int(row_start), int(col_start), 2)
+                _numpy_tile(self, tile, int(row_start), int(col_start), bool(symmetric))
             else:
-                self._columns(tile, row_start, col_start, 0)
+                _add_tile_jit(tile, int(row_start), int(col_start), bool(symmetric), self.idx,
+                              self.val, self.row_max, self.far_idx, self.far_val)
 
     def add_pairs(self, rows, cols, dist, symmetric=True):
         """Pairs (rows[t], cols[t]) at distance dist[t]; ``symmetric``: update both samples."""

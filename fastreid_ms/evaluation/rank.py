@@ -209,7 +209,6 @@ def _positive_ranks_thresholded(dist, positive, code):
 def _rank_block(dist, q_pids, g_pids, q_camids, g_camids, rng, neg_draws, with_rows=False):
     """Per valid query of the block: rank of the first correct match (1-based; per draw for
     cuhk03), AP and INP (and the block rows of the valid queries when ``with_rows``)."""
-    num_b, num_g = dist.shape
     same_pid = g_pids[None, :] == q_pids[:, None]
     invalid = (same_pid & (g_camids[None, :] == q_camids[:, None])) | (g_pids[None, :] == -1)
     positive = same_pid & ~invalid

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from fastreid_ms.utils.threads import run_tasks
 
-from .neighbours import numba, rerank_kernel
+from .neighbours import numba, rerank_kernel, smallest_per_row
 
 __all__ = ["re_ranking", "re_ranking_dense", "re_ranking_neighbours", "scan_neighbours",
            "PairLookup"]
@@ -89,39 +89,6 @@ def re_ranking_dense(rows, num_query, k1=20, k2=6, lambda_value=0.3):
                                  lambda_value=lambda_value)
 
 
-def _topk_sorted(block, k):
-    """Indices of the k smallest entries of each row of ``block`` (b, n), sorted by
-    (value, index) -- the order of a stable sort, ties included.
-
-    A cheap upper bound on each row's k-th smallest value (the k-th smallest of the minima of
-    2k column chunks: those k minima are k distinct entries) keeps only a few candidates per row,
-    which are then sorted exactly.
-    """
-    b, n = block.shape
-    if k >= n:
-        return np.argsort(block, axis=1, kind="stable")[:, :k]
-    if n >= 8 * k:
-        chunks = 2 * k
-        length = n // chunks
-        minima = block[:, : chunks * length].reshape(b, chunks, length).min(axis=2)
-        if chunks * length < n:
-            minima = np.concatenate([minima, block[:, chunks * length:]], axis=1)
-        bound = np.partition(minima, k - 1, axis=1)[:, k - 1]
-    else:
-        bound = np.partition(block, k - 1, axis=1)[:, k - 1]
-    rows, cols = np.nonzero(block <= bound[:, None])
-    counts = np.bincount(rows, minlength=b)
-    width = int(counts.max())
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    slot = np.arange(rows.shape[0]) - np.repeat(starts, counts)
-    values = np.full((b, width), np.inf, dtype=block.dtype)
-    index = np.full((b, width), n, dtype=np.int64)
-    values[rows, slot] = block[rows, cols]
-    index[rows, slot] = cols
-    order = np.lexsort((index, values), axis=1)[:, :k]
-    return np.take_along_axis(index, order, axis=1)
-
-
 def scan_neighbours(row_fn, n, k, row_max=None, block_rows=None, keep_dist=False):
     """Nearest ``k`` samples of every row of an (n, n) distance given block by block.
 
@@ -142,7 +109,9 @@ def scan_neighbours(row_fn, n, k, row_max=None, block_rows=None, keep_dist=False
         if row_max is None:
             maxima[s:e] = raw.max(axis=1)
         normalised = raw / maxima[s:e, None]
-        top[s:e] = _topk_sorted(normalised, k)
+        part = smallest_per_row(normalised, k)
+        order = np.lexsort((part, np.take_along_axis(normalised, part, axis=1)), axis=1)
+        top[s:e] = np.take_along_axis(part, order, axis=1)
         if keep_dist:
             dist[s:e] = np.take_along_axis(raw, top[s:e], axis=1)
     extra = {"row_max": maxima}
