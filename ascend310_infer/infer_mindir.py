@@ -139,8 +139,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"infer_mindir.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from fastreid_ms.utils.cli import run_cli
+    sys.exit(run_cli(main, "infer_mindir.py", errors=(FileNotFoundError, ValueError, RuntimeError)))

@@ -23,6 +23,7 @@ import fastreid_ms  # noqa: E402,F401  (sets the CPU kernel ISA before MindSpore
 from fastreid_ms.engine.defaults import setup_cfg  # noqa: E402
 from fastreid_ms.modeling.export_wrapper import (  # noqa: E402
     EXPORT_FORMATS, check_format, export_inference_model, load_inference_weights, parse_batch_size)
+from fastreid_ms.utils.cli import USER_ERRORS, run_cli  # noqa: E402
 from fastreid_ms.utils.env import resolve_device, set_mindspore_context  # noqa: E402
 from fastreid_ms.utils.logger import setup_logger  # noqa: E402
 
@@ -79,12 +80,7 @@ def main(argv=None) -> str:
 
 
 def cli() -> int:
-    try:
-        main()
-    except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:
-        print(f"export.py: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(main, "export.py", errors=USER_ERRORS + (TypeError,))
 
 
 if __name__ == "__main__":

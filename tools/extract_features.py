@@ -147,8 +147,5 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (KeyError, OSError, ValueError, RuntimeError) as exc:
-        print(f"extract_features.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from fastreid_ms.utils.cli import run_cli
+    sys.exit(run_cli(main, "extract_features.py"))

@@ -96,8 +96,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (KeyError, OSError, ValueError, RuntimeError) as exc:
-        print(f"rank_gallery.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from fastreid_ms.utils.cli import run_cli
+    sys.exit(run_cli(main, "rank_gallery.py"))
