@@ -90,3 +90,15 @@ def load_script(relative_path: str, module_name: str = None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def randomize_bn_stats(model, seed=0, variances=True):
+    """Non-trivial BN running statistics (means, and variances unless ``variances`` is False),
+    so that eval-mode BN is not the identity."""
+    import mindspore as ms
+    rng = np.random.RandomState(seed)
+    for name, p in model.parameters_and_names():
+        if name.endswith("moving_mean"):
+            p.set_data(ms.Tensor(rng.randn(*p.shape).astype(np.float32) * 0.1))
+        elif variances and name.endswith("moving_variance"):
+            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))

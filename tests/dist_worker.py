@@ -13,7 +13,6 @@ Runs ``tools/train_net.py``'s ``run`` unchanged, with OUTPUT_DIR set to
   step of a least-squares model through the trainer's grad reducer next to the NumPy
   full-batch answer.
 """
-import importlib.util
 import json
 import os
 import sys
@@ -24,14 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import fastreid_ms  # noqa: E402,F401
-
-
-def _load_train_net():
-    spec = importlib.util.spec_from_file_location(
-        "train_net_under_test", os.path.join(REPO, "tools", "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _builders import load_script  # noqa: E402
 
 
 def _params(model) -> dict:
@@ -118,7 +110,7 @@ def main(argv) -> int:
         return results
 
     DefaultTrainer.train = train_and_dump
-    return _load_train_net().run(train_args)
+    return load_script("tools/train_net.py", "train_net_under_test").run(train_args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ print, and our exact pipeline gives the seed pipeline's metrics."""
 import numpy as np
 import pytest
 
-from tests._builders import load_script
+from _builders import load_script
 
 bench = load_script("tools/benchmark_eval.py", "benchmark_eval_tool")
 

@@ -7,7 +7,6 @@ training run of tools/train_net.py (through tests/dist_worker.py, which dumps ea
 rank's parameters) of a tiny AlignedReID++ and a batch / device-count mismatch that must
 fail at once.
 """
-import importlib.util
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from fastreid_ms.config import ConfigError, get_cfg
 from fastreid_ms.engine import launch
 from fastreid_ms.utils import comm
 from fastreid_ms.utils.events import read_metrics
+from _builders import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "projects", "AlignedReIDpp", "scripts")
@@ -561,11 +561,7 @@ def test_run_distributed_msrun_dry_run_and_checks(ascend_inputs):
 
 # ----------------------------------------------------------------------------- ModelArts
 def _load_modelarts():
-    spec = importlib.util.spec_from_file_location(
-        "modelarts_train_under_test", os.path.join(REPO, "tools", "modelarts_train.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/modelarts_train.py", "modelarts_train_under_test")
 
 
 class FakeMox:

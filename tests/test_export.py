@@ -14,7 +14,7 @@ from fastreid_ms.config import get_cfg
 from fastreid_ms.modeling.export_wrapper import (
     InferenceWrapper, check_format, export_inference_model, load_inference_weights,
     order_feature_names, parse_batch_size, probe_feature_names, resolve_output_path)
-from _builders import load_script  # noqa: E402
+from _builders import load_script, randomize_bn_stats  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 64, 32
@@ -36,16 +36,6 @@ def tiny_cfg():
     cfg = get_cfg()
     cfg.merge_from_list(tiny_opts())
     return cfg
-
-
-def randomize_bn_stats(model, seed=0):
-    """Non-trivial BN running statistics, so that eval-mode BN is not the identity."""
-    rng = np.random.RandomState(seed)
-    for name, p in model.parameters_and_names():
-        if name.endswith("moving_mean"):
-            p.set_data(ms.Tensor(rng.randn(*p.shape).astype(np.float32) * 0.1))
-        elif name.endswith("moving_variance"):
-            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import fastreid_ms  # noqa: F401  (CPU kernel ISA before MindSpore runs)
 import mindspore as ms
 
 from fastreid_ms.config import get_cfg
-from _builders import load_script  # noqa: E402
+from _builders import load_script, randomize_bn_stats  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 64, 32
@@ -50,14 +50,12 @@ def setup(tmp_path_factory):
     cfg = get_cfg()
     cfg.merge_from_file(str(cfg_file))
     model = build_model(cfg)
-    rng = np.random.RandomState(0)
-    for name, p in model.parameters_and_names():
-        if name.endswith("moving_mean"):
-            p.set_data(ms.Tensor(rng.randn(*p.shape).astype(np.float32) * 0.1))
+    randomize_bn_stats(model, variances=False)
     model.set_train(False)
     ckpt = Checkpointer(model, str(root)).save("model_final", tag_last=False)
     folder = root / "images"
     folder.mkdir()
+    rng = np.random.RandomState(0)
     names = ["0003_c2s1_000010_00.jpg", "0001_c1s1_000001_00.jpg", "0001_c3s2_000200_01.png",
              "-1_c1s1_000005_00.jpg", "street_walker.png"]
     for i, name in enumerate(names):

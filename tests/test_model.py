@@ -33,12 +33,7 @@ def tiny_cfg(**overrides):
     cfg.MODEL.BACKBONE.LAST_STRIDE = 1
     cfg.MODEL.HEADS.LOCAL_DIM = LOCAL_DIM
     cfg.MODEL.HEADS.NUM_CLASSES = NUM_CLASSES
-    for key, value in overrides.items():
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = value
+    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
     return cfg
 
 

@@ -26,12 +26,7 @@ def _cfg(**overrides):
     cfg = get_cfg()
     cfg.INPUT.SIZE_TRAIN = [32, 16]
     cfg.INPUT.SIZE_TEST = [24, 12]
-    for key, value in overrides.items():
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node[p]
-        node[parts[-1]] = value
+    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
     return cfg
 
 
