@@ -257,8 +257,12 @@ def test_candidate_mode_close_to_exact(candidates, monkeypatch):
                        pids, cams, nq)
     for key in ("Rank-1", "Rank-5", "mAP", "mINP"):      # the plain distances stay exact
         assert cand[key] == pytest.approx(exact[key], abs=1e-6), key
-    for key in ("RK Rank-1", "RK mAP"):
-        assert abs(cand[key] - exact[key]) < 5.0, key
+    # 40 of 150 gallery samples hold every k-reciprocal neighbour here: nothing changes; with
+    # the minimum (k1+1 = 7) the re-ranked mAP moves by about 1.2 points.
+    keys = ("RK Rank-1", "RK Rank-5", "RK mAP") + (("RK mINP",) if candidates == 40 else ())
+    tolerance = 1e-6 if candidates == 40 else 2.0
+    for key in keys:
+        assert abs(cand[key] - exact[key]) < tolerance, key
 
 
 def test_missing_local_feature_is_named():
