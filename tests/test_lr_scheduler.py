@@ -1,4 +1,6 @@
-"""Learning-rate schedules against a per-iteration reference written from the formula."""
+"""Learning-rate schedules against a per-iteration reference written from the formula, and
+short runs whose warm-up is cut (MAX_EPOCH 1 or 2 with the recipe's 6 warm-up epochs)."""
+import logging
 import math
 
 import numpy as np
@@ -88,8 +90,10 @@ def test_schedule_errors_name_the_key():
     cfg.SOLVER.SCHED = "Exponential"
     with pytest.raises(ValueError, match="SOLVER.SCHED 'Exponential'"):
         build_lr_scheduler(cfg, 5)
-    with pytest.raises(ValueError, match="WARMUP_EPOCHS"):
-        warmup_cosine_lr(0.1, 5, 3, warmup_epochs=3)
+    with pytest.raises(ValueError, match=r"SOLVER.WARMUP_EPOCHS \(-1\) must be >= 0"):
+        warmup_cosine_lr(0.1, 5, 3, warmup_epochs=-1)
+    with pytest.raises(ValueError, match=r"SOLVER.WARMUP_EPOCHS \(-0.5\) must be >= 0"):
+        warmup_multistep_lr(0.1, 5, 3, steps=[2], warmup_epochs=-0.5)
     with pytest.raises(ValueError, match="SOLVER.STEPS"):
         warmup_multistep_lr(0.1, 5, 3, steps=[2, 1])
 
@@ -99,3 +103,71 @@ def test_table_lr_reads_global_step_and_clamps():
     for step, expected in [(0, 0.5), (2, 0.125), (7, 0.125)]:
         value = sched(ms.Tensor(np.array([step], np.int32)))
         assert float(value.asnumpy()) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- short runs
+CUT = "is not shorter than SOLVER.MAX_EPOCH"
+
+
+def _recipe_cfg(max_epoch, sched="CosineAnnealingLR"):
+    """The recipe's warm-up (6 epochs, linear) from 0.005 to 0.05, for a run of max_epoch."""
+    cfg = get_cfg()
+    cfg.SOLVER.MAX_EPOCH = max_epoch
+    cfg.SOLVER.WARMUP_EPOCHS = 6
+    cfg.SOLVER.WARMUP_METHOD = "linear"
+    cfg.SOLVER.BASE_LR = 0.05
+    cfg.SOLVER.WARMUP_START_LR = 0.005
+    cfg.SOLVER.SCHED = sched
+    cfg.SOLVER.STEPS = [1]  # a milestone inside the run, which the cut warm-up overrides
+    return cfg
+
+
+@pytest.mark.parametrize("sched", ["CosineAnnealingLR", "MultiStepLR"])
+@pytest.mark.parametrize("max_epoch", [1, 2])
+def test_short_run_truncates_the_warmup(caplog, max_epoch, sched):
+    iters = 23
+    with caplog.at_level(logging.WARNING, logger="fastreid_ms"):
+        lrs = build_lr_scheduler(_recipe_cfg(max_epoch, sched), iters)
+    # Truncated, not rescaled: lr(i) = s + (b - s) (i + 1) / W with the ORIGINAL W = 6 I,
+    # for every iteration of the run; no cosine / multistep part.
+    s, b, warm = 0.005, 0.05, 6 * iters
+    expected = [s + (b - s) * (i + 1) / warm for i in range(max_epoch * iters)]
+    assert lrs.shape == (max_epoch * iters,)
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+    assert lrs[0] == pytest.approx(0.005 + 0.045 / 138)
+    assert lrs[-1] == pytest.approx(0.005 + 0.045 * max_epoch / 6) and lrs[-1] < b
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and CUT in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].name == "fastreid_ms"
+    assert warnings[0].getMessage() == (
+        f"SOLVER.WARMUP_EPOCHS (6.0) is not shorter than SOLVER.MAX_EPOCH ({max_epoch}): the "
+        f"warm-up is cut at the end of the run after {23 * max_epoch} of its 138 iterations (the "
+        "learning rate follows the 6.0-epoch warm-up line, so it stops below SOLVER.BASE_LR) and "
+        "there is no decay part.")
+
+
+def test_warmup_as_long_as_the_run_reaches_the_base_lr_at_the_end(caplog):
+    with caplog.at_level(logging.WARNING, logger="fastreid_ms"):
+        lrs = warmup_cosine_lr(0.1, 4, 3, warmup_epochs=3, warmup_start_lr=0.0, eta_min=1e-4)
+    np.testing.assert_allclose(lrs, [0.1 * (i + 1) / 12 for i in range(12)], rtol=1e-12)
+    assert lrs[-1] == pytest.approx(0.1)
+    assert "the warm-up fills the whole run (12 iterations; the learning rate reaches " \
+           "SOLVER.BASE_LR at the last one)" in caplog.text
+
+
+def test_normal_run_unchanged_and_silent(caplog):
+    # One iteration shorter than the run: the usual warm-up + cosine, no warning.
+    iters, max_epoch, warm_epochs = 5, 2, 1.8
+    with caplog.at_level(logging.WARNING, logger="fastreid_ms"):
+        cos = warmup_cosine_lr(0.1, iters, max_epoch, warm_epochs, 0.01, eta_min=1e-4)
+        step = warmup_multistep_lr(0.1, iters, max_epoch, steps=[1], gamma=0.5,
+                                   warmup_epochs=warm_epochs, warmup_start_lr=0.01)
+        lrs = build_lr_scheduler(get_cfg(), 23)  # the recipe: 6 of 300 epochs
+    assert CUT not in caplog.text
+    warm, total = 9, 10
+    expected_cos = [0.01 + 0.09 * (i + 1) / warm for i in range(warm)] + [0.1]
+    np.testing.assert_allclose(cos, expected_cos, rtol=1e-12)
+    np.testing.assert_allclose(step, expected_cos[:warm] + [0.05], rtol=1e-12)
+    assert len(cos) == total
+    for i in (0, 137, 138, 3000, 300 * 23 - 1):
+        assert lrs[i] == pytest.approx(
+            reference_lr(i, 23, 5e-2, 0.0, 6, 300, "cos", eta_min=3.5e-6), rel=1e-12)

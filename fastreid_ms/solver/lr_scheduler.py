@@ -16,10 +16,17 @@ With ``I`` iterations per epoch, ``W = WARMUP_EPOCHS * I`` warm-up iterations,
 * multistep, ``i >= W``: ``lr(i) = b * GAMMA ** k`` where ``k`` is the number of
   ``STEPS`` (epochs) that are ``<= i // I``.
 
+A warm-up as long as the run or longer (``W >= T``, e.g. MAX_EPOCH 1 with the recipe's 6
+warm-up epochs) is cut short, with a warning, as fast-reid allows: the first ``T`` iterations
+follow the same warm-up line (the ORIGINAL ``W`` in the formula, so the rate reaches ``b``
+only if ``T = W``) and there is no cosine / multistep part. The warm-up is truncated, not
+rescaled, so a short run sees the learning rates the long run would have started with.
+
 The seed's recipe (lr_init 0, lr_max 5e-2, warmup_epochs 6, max_epoch 300, cosine) is
 ``s = 0, b = 5e-2, W = 6 I, T = 300 I, m = 3.5e-6``: 0 -> 5e-2 over the first 6 epochs,
 then a cosine down to 3.5e-6 at the end of epoch 300.
 """
+import logging
 import math
 from typing import Sequence
 
@@ -28,13 +35,17 @@ import mindspore as ms
 from mindspore import ops
 from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 
+logger = logging.getLogger("fastreid_ms")
 
-def _warmup_values(base_lr: float, start_lr: float, warmup_iters: int, method: str) -> np.ndarray:
-    idx = np.arange(warmup_iters, dtype=np.float64)
+
+def _warmup_values(base_lr: float, start_lr: float, warmup_iters: int, method: str,
+                   count: int) -> np.ndarray:
+    """The first ``count`` (<= warmup_iters) values of a ``warmup_iters``-iteration warm-up."""
+    idx = np.arange(count, dtype=np.float64)
     if method == "linear":
         return start_lr + (base_lr - start_lr) * (idx + 1.0) / warmup_iters
     if method == "constant":
-        return np.full(warmup_iters, start_lr, dtype=np.float64)
+        return np.full(count, start_lr, dtype=np.float64)
     raise ValueError(f"Unknown SOLVER.WARMUP_METHOD '{method}': use 'linear' or 'constant'.")
 
 
@@ -44,10 +55,12 @@ def warmup_cosine_lr(base_lr: float, iters_per_epoch: int, max_epoch: int, warmu
     """(MAX_EPOCH * iters_per_epoch,) float64 learning rates: warm-up then cosine to ``eta_min``."""
     total, warm = _check(iters_per_epoch, max_epoch, warmup_epochs)
     lrs = np.empty(total, dtype=np.float64)
-    lrs[:warm] = _warmup_values(base_lr, warmup_start_lr, warm, warmup_method)
-    span = total - warm
-    progress = np.arange(span, dtype=np.float64) / span
-    lrs[warm:] = eta_min + (base_lr - eta_min) * (1.0 + np.cos(math.pi * progress)) / 2.0
+    cut = min(warm, total)
+    lrs[:cut] = _warmup_values(base_lr, warmup_start_lr, warm, warmup_method, cut)
+    span = total - cut
+    if span > 0:
+        progress = np.arange(span, dtype=np.float64) / span
+        lrs[cut:] = eta_min + (base_lr - eta_min) * (1.0 + np.cos(math.pi * progress)) / 2.0
     return lrs
 
 
@@ -62,19 +75,30 @@ def warmup_multistep_lr(base_lr: float, iters_per_epoch: int, max_epoch: int, st
     epochs = np.arange(total) // iters_per_epoch
     k = np.searchsorted(np.asarray(steps, dtype=np.int64), epochs, side="right")
     lrs = base_lr * np.power(float(gamma), k)
-    lrs[:warm] = _warmup_values(base_lr, warmup_start_lr, warm, warmup_method)
+    cut = min(warm, total)
+    lrs[:cut] = _warmup_values(base_lr, warmup_start_lr, warm, warmup_method, cut)
     return lrs.astype(np.float64)
 
 
 def _check(iters_per_epoch: int, max_epoch: int, warmup_epochs: float):
+    """(T, W): iterations in all and warm-up iterations; W may be >= T (a cut warm-up)."""
     if iters_per_epoch <= 0 or max_epoch <= 0:
         raise ValueError(f"Need iters_per_epoch > 0 and SOLVER.MAX_EPOCH > 0; got {iters_per_epoch} "
                          f"and {max_epoch}.")
+    if not warmup_epochs >= 0:  # also rejects NaN
+        raise ValueError(f"SOLVER.WARMUP_EPOCHS ({warmup_epochs}) must be >= 0.")
     total = int(max_epoch * iters_per_epoch)
     warm = int(round(warmup_epochs * iters_per_epoch))
-    if warm < 0 or warm >= total:
-        raise ValueError(f"SOLVER.WARMUP_EPOCHS ({warmup_epochs}) must be >= 0 and shorter than "
-                         f"SOLVER.MAX_EPOCH ({max_epoch}).")
+    if warm >= total:
+        if warm > total:
+            how = (f"is cut at the end of the run after {total} of its {warm} iterations (the "
+                   f"learning rate follows the {warmup_epochs}-epoch warm-up line, so it stops "
+                   "below SOLVER.BASE_LR)")
+        else:
+            how = (f"fills the whole run ({total} iterations; the learning rate reaches "
+                   "SOLVER.BASE_LR at the last one)")
+        logger.warning("SOLVER.WARMUP_EPOCHS (%s) is not shorter than SOLVER.MAX_EPOCH (%s): the "
+                       "warm-up %s and there is no decay part.", warmup_epochs, max_epoch, how)
     return total, warm
 
 
