@@ -3,8 +3,9 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
-from _builders import load_script  # noqa: E402
+from _builders import load_script, reference_distance, slow_rank  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PCB_DEMO = os.path.join(ROOT, "projects", "PCB", "configs", "Demo", "pcb_demo.yml")
@@ -177,6 +178,27 @@ TINY_PCB = ["DATASETS.ROOT", None,
             "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1", "TEST.IMS_PER_BATCH", "32"]
 
 
+def independent_metrics(tmp_path, config_file, opts, name):
+    """Rank-1/5/10, mAP, mINP (percent) of a trained model's test features, computed apart from
+    train_net's evaluation: tools/extract_features.py on the synthetic query and gallery
+    folders (``opts`` hold DATASETS.ROOT and MODEL.WEIGHTS), squared euclidean distances in
+    numpy, the slow rank loop."""
+    extract = load_script("tools/extract_features.py", "compare_extract_features")
+    root = opts[opts.index("DATASETS.ROOT") + 1]
+    (dataset,) = [d for d in os.listdir(root) if d.startswith("synthetic_reid_")]
+    sets = {}
+    for split in ("query", "bounding_box_test"):
+        out = extract.main(["--config-file", config_file, "--input",
+                            os.path.join(root, dataset, split),
+                            "--output", str(tmp_path / f"{name}_{split}.npz")] + opts)
+        with np.load(out) as data:
+            sets[split] = (data["global"], data["pids"], data["camids"])
+    (qf, qp, qc), (gf, gp, gc) = sets["query"], sets["bounding_box_test"]
+    cmc, mAP, mINP = slow_rank(reference_distance(qf, gf), qp, gp, qc, gc, 10)
+    return ({"Rank-1": cmc[0] * 100, "Rank-5": cmc[4] * 100, "Rank-10": cmc[9] * 100,
+             "mAP": mAP * 100, "mINP": mINP * 100}, qf.shape[1])
+
+
 @pytest.mark.slow
 def test_two_real_variants_through_train_net(tmp_path, capsys):
     """Two PCB variants trained for one epoch each by tools/train_net.py subprocesses."""
@@ -196,13 +218,13 @@ def test_two_real_variants_through_train_net(tmp_path, capsys):
     for run in runs:
         assert run["status"] == "ok"
         assert run["output_dir"] == os.path.join(out, run["name"].replace(" ", "_"))
-        for key in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"):
-            assert 0.0 <= run[key] <= 100.0
         assert run["Rank-1"] <= run["Rank-5"] <= run["Rank-10"]
         assert run["seconds"] > 0
         # The table row holds the same numbers as the run's own metrics.json.
         records = compare.read_metrics(os.path.join(run["output_dir"], "metrics.json"))
-        assert compare.final_results(records)[0]["mAP"] == run["mAP"]
+        final = compare.final_results(records)[0]
+        for key in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"):
+            assert final[key] == run[key], (run["name"], key)
     for name in ("2 stripes", "3 stripes"):
         assert any(line.startswith(f"| {name}") for line in printed.splitlines())
 
@@ -222,5 +244,13 @@ def test_two_real_variants_through_train_net(tmp_path, capsys):
     trained = runs[0]
     for key in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"):
         assert evals["pooled"][key] == pytest.approx(trained[key], abs=1e-6)
-        assert 0.0 <= evals["reduced"][key] <= 100.0
+    # Both descriptors of those weights evaluated apart from train_net: the trained run's
+    # numbers are those of the pooled features, the "reduced" row those of the reduced ones.
+    common = opts + ["MODEL.HEADS.NUM_STRIPES", "2", "MODEL.WEIGHTS", weights]
+    for variant, row, dim in (("pooled", trained, 2 * 128), ("reduced", evals["reduced"], 2 * 64)):
+        ref, feat_dim = independent_metrics(tmp_path, PCB_DEMO, common + [
+            "MODEL.HEADS.STRIPE_TEST_FEAT", variant], variant)
+        assert feat_dim == dim, variant
+        for key, value in ref.items():
+            assert row[key] == pytest.approx(value, abs=1e-4), (variant, key)
     assert evals["pooled"]["epoch"] is None and evals["pooled"]["dataset"] == "Synthetic"

@@ -13,6 +13,7 @@ from mindspore import nn, ops
 from fastreid_ms.config import get_cfg
 from fastreid_ms.modeling import Baseline, EmbeddingHead, ResNet, build_model
 from fastreid_ms.modeling.losses import CenterLoss, CrossEntropyLoss, TripletLoss
+from _builders import randomize_bn_stats  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "Market1501", "alignedpp_R50.yml")
@@ -108,6 +109,50 @@ def test_eval_local_features_follow_the_config(pynative):
     assert branch(images)["local"].shape == (3, PARTS, LOCAL_DIM)
     with pytest.raises(ValueError, match="LOCAL_TEST_FEAT"):
         build_model(tiny_cfg(**{"MODEL.HEADS.LOCAL_TEST_FEAT": "neck"}))
+
+
+def numpy_l2_per_part(x):
+    """(N, P, D) rows divided by their norm (1e-12 floor on the squared norm), float64."""
+    return x / np.sqrt(np.maximum((x ** 2).sum(axis=2, keepdims=True), 1e-12))
+
+
+@pytest.mark.parametrize("mode", ["branch", "backbone"])
+def test_eval_local_feature_equals_numpy_forward(pynative, mode):
+    """MODEL.HEADS.LOCAL_TEST_FEAT on a signed random map (N, C, P, W), against numpy:
+    "branch" = the training local branch with eval-mode BN (moving statistics, random affine)
+    -> ReLU -> max over the width -> 1x1 conv (+ bias) -> L2 per part, (N, P, LOCAL_DIM);
+    "backbone" = the map max-pooled over the width, L2 per part, (N, P, C). The global feature
+    is the map's mean either way."""
+    head = build_model(tiny_cfg(**{"MODEL.HEADS.LOCAL_TEST_FEAT": mode})).heads
+    randomize_bn_stats(head, seed=3)
+    rng = np.random.default_rng(4)
+    params = dict(head.parameters_and_names())
+    # every parameter of the branch random and of similar weight (whatever the init config)
+    for name, mean, std in (("local_bn.gamma", 1.0, 0.3), ("local_bn.beta", 0.0, 0.3),
+                            ("local_conv.weight", 0.0, 0.1), ("local_conv.bias", 0.0, 0.1)):
+        p = params[name]
+        p.set_data(ms.Tensor(rng.normal(mean, std, p.shape).astype(np.float32)))
+    head.set_train(False)
+    fmap = rng.normal(size=(3, FEAT_DIM, PARTS, 3)).astype(np.float32)
+    out = head(ms.Tensor(fmap))
+    assert set(out) == {"global", "local"}
+    np.testing.assert_allclose(out["global"].asnumpy(), fmap.mean(axis=(2, 3)), rtol=1e-5,
+                               atol=1e-6)
+    x = fmap.astype(np.float64)
+    if mode == "branch":
+        v = {k: p.asnumpy().astype(np.float64) for k, p in params.items()}
+        scale = v["local_bn.gamma"] / np.sqrt(v["local_bn.moving_variance"] + 1e-5)
+        y = ((x - v["local_bn.moving_mean"][None, :, None, None]) * scale[None, :, None, None]
+             + v["local_bn.beta"][None, :, None, None])
+        y = np.maximum(y, 0.0).max(axis=3)                                  # (N, C, P)
+        w = v["local_conv.weight"].reshape(LOCAL_DIM, FEAT_DIM)
+        ref = np.einsum("lc,ncp->npl", w, y) + v["local_conv.bias"][None, None, :]
+        assert out["local"].shape == (3, PARTS, LOCAL_DIM)
+    else:
+        ref = x.max(axis=3).transpose(0, 2, 1)                              # (N, P, C)
+        assert out["local"].shape == (3, PARTS, FEAT_DIM)
+    np.testing.assert_allclose(out["local"].asnumpy(), numpy_l2_per_part(ref), rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_no_classes_cannot_train_but_extracts_features(pynative):

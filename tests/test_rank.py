@@ -1,33 +1,9 @@
-"""evaluate_rank against a slow, obviously correct per-query loop."""
+"""evaluate_rank against a slow, obviously correct per-query loop (_builders.slow_rank)."""
 import numpy as np
 import pytest
 
 from fastreid_ms.evaluation.rank import evaluate_rank
-
-
-def slow_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
-    """One query at a time: stable sort, drop same pid+camera and junk, walk the list."""
-    cmcs, aps, inps = [], [], []
-    for i in range(distmat.shape[0]):
-        order = sorted(range(distmat.shape[1]), key=lambda j: (distmat[i, j], j))
-        kept = [j for j in order
-                if g_pids[j] != -1 and not (g_pids[j] == q_pids[i] and g_camids[j] == q_camids[i])]
-        hits = [1 if g_pids[j] == q_pids[i] else 0 for j in kept]
-        if sum(hits) == 0:
-            continue
-        first = hits.index(1) + 1
-        cmcs.append([1.0 if first <= r else 0.0 for r in range(1, max_rank + 1)])
-        precisions = []
-        found = 0
-        last = 0
-        for pos, h in enumerate(hits, start=1):
-            if h:
-                found += 1
-                precisions.append(found / pos)
-                last = pos
-        aps.append(sum(precisions) / found)
-        inps.append(found / last)
-    return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps))
+from _builders import slow_rank  # noqa: E402
 
 
 def random_case(rng, num_q=30, num_g=120, num_ids=12, num_cams=3, levels=None):

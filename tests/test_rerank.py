@@ -1,55 +1,12 @@
-"""re_ranking against a direct, loop-based transcription of the published algorithm."""
+"""re_ranking against a direct, loop-based transcription of the published algorithm
+(_builders.reference_re_ranking)."""
 import numpy as np
 import pytest
 
 from fastreid_ms.evaluation.distance import compute_distance, compute_distance_symmetric
 from fastreid_ms.evaluation.rerank import (PairLookup, re_ranking, re_ranking_neighbours,
                                            scan_neighbours)
-
-
-def reference_re_ranking(q_g, q_q, g_g, k1, k2, lambda_value):
-    """Zhong et al. (CVPR 2017) as in the published code, loops and all (float64, no float16)."""
-    original = np.concatenate([np.concatenate([q_q, q_g], axis=1),
-                               np.concatenate([q_g.T, g_g], axis=1)], axis=0).astype(np.float64)
-    query_num = q_g.shape[0]
-    all_num = original.shape[0]
-    original = np.transpose(original / np.max(original, axis=0))
-    V = np.zeros_like(original)
-    initial_rank = np.argsort(original, kind="stable").astype(np.int32)
-    for i in range(all_num):
-        forward = initial_rank[i, :k1 + 1]
-        backward = initial_rank[forward, :k1 + 1]
-        fi = np.where(backward == i)[0]
-        k_reciprocal = forward[fi]
-        expansion = k_reciprocal
-        for j in range(len(k_reciprocal)):
-            candidate = k_reciprocal[j]
-            c_forward = initial_rank[candidate, :int(np.around(k1 / 2)) + 1]
-            c_backward = initial_rank[c_forward, :int(np.around(k1 / 2)) + 1]
-            fi_c = np.where(c_backward == candidate)[0]
-            c_reciprocal = c_forward[fi_c]
-            if len(np.intersect1d(c_reciprocal, k_reciprocal)) > 2 / 3 * len(c_reciprocal):
-                expansion = np.append(expansion, c_reciprocal)
-        expansion = np.unique(expansion)
-        weight = np.exp(-original[i, expansion])
-        V[i, expansion] = weight / np.sum(weight)
-    original = original[:query_num]
-    if k2 != 1:
-        V_qe = np.zeros_like(V)
-        for i in range(all_num):
-            V_qe[i, :] = np.mean(V[initial_rank[i, :k2], :], axis=0)
-        V = V_qe
-    inv_index = [np.where(V[:, i] != 0)[0] for i in range(all_num)]
-    jaccard = np.zeros_like(original)
-    for i in range(query_num):
-        temp_min = np.zeros(all_num)
-        non_zero = np.where(V[i, :] != 0)[0]
-        for k in non_zero:
-            images = inv_index[k]
-            temp_min[images] += np.minimum(V[i, k], V[images, k])
-        jaccard[i] = 1 - temp_min / (2 - temp_min)
-    final = jaccard * (1 - lambda_value) + original * lambda_value
-    return final[:query_num, query_num:]
+from _builders import reference_re_ranking  # noqa: E402
 
 
 def clustered_features(rng, num_ids, per_id, dim=16, spread=0.6):
