@@ -64,8 +64,9 @@ def slow_max_pool_3x3_s2_pad1(x):
 
 @pytest.mark.parametrize("h,w", [(8, 6), (7, 5), (32, 16)])
 def test_stem_pool_matches_padded_max_pool(h, w):
-    """Zero pad + 'valid' pool equals the usual -inf padded pool on post-ReLU maps."""
-    net = ResNet(18, base_width=8)
+    """torchvision convention: zero pad + 'valid' pool equals the usual -inf padded pool on
+    post-ReLU maps."""
+    net = ResNet(18, base_width=8, convention="torchvision")
     x = np.maximum(np.random.default_rng(h).normal(size=(2, 3, h, w)), 0).astype(np.float32)
     out = net.maxpool(net.pad(ms.Tensor(x))).asnumpy()
     np.testing.assert_allclose(out, slow_max_pool_3x3_s2_pad1(x), rtol=0, atol=0)
@@ -93,10 +94,24 @@ def test_bad_arguments_are_named(kwargs, match):
         ResNet(**kwargs)
 
 
-def test_pretrain_without_path_is_an_error():
+def test_building_never_reads_imagenet_weights(tmp_path):
+    """The trainer loads MODEL.BACKBONE.PRETRAIN_PATH; building (as --eval-only and export do)
+    works without the file."""
     cfg = get_cfg()
     cfg.MODEL.BACKBONE.DEPTH = 18
     cfg.MODEL.BACKBONE.BASE_WIDTH = 8
     cfg.MODEL.BACKBONE.PRETRAIN = True
-    with pytest.raises(ValueError, match="PRETRAIN_PATH is empty"):
-        build_backbone(cfg)
+    cfg.MODEL.BACKBONE.PRETRAIN_PATH = str(tmp_path / "absent.ckpt")
+    assert isinstance(build_backbone(cfg), ResNet)
+
+
+@pytest.mark.parametrize("convention,eps", [("modelzoo", 1e-4), ("torchvision", 1e-5)])
+def test_convention_sets_bn_eps_and_padding(convention, eps):
+    net = ResNet(18, base_width=8, convention=convention)
+    assert net.convention == convention
+    bns = [c for _, c in net.cells_and_names() if isinstance(c, nn.BatchNorm2d)]
+    assert bns and all(abs(c.eps - eps) < 1e-12 for c in bns)
+    convs = [c for _, c in net.cells_and_names() if isinstance(c, nn.Conv2d)]
+    assert {c.pad_mode for c in convs} == ({"same"} if convention == "modelzoo" else {"pad"})
+    with pytest.raises(ValueError, match="CONVENTION 'caffe'"):
+        ResNet(18, convention="caffe")

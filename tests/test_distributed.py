@@ -147,8 +147,46 @@ def test_set_mindspore_context_keeps_device_chosen_at_init(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- comm (one process)
-def test_check_resume_agrees_is_a_no_op_in_one_process(clean_env):
-    launch.check_resume_agrees(7, "logs/x")
+def test_check_resume_agrees_is_a_no_op_in_one_process(clean_env, monkeypatch):
+    """One process: nothing is exchanged (no collective is called), nothing is released."""
+    import mindspore.communication as ms_comm
+
+    def must_not_run(*args):
+        raise AssertionError("no collective call in one process")
+    monkeypatch.setattr(comm, "all_gather", must_not_run)
+    monkeypatch.setattr(ms_comm, "release", must_not_run)
+    assert not comm.is_initialized()
+    assert launch.check_resume_agrees(7, "logs/x") is None
+    # initialised but alone (world size 1): still no exchange
+    monkeypatch.setitem(comm._STATE, "initialized", True)
+    monkeypatch.setattr(comm, "get_world_size", lambda: 1)
+    assert launch.check_resume_agrees(7, "logs/x") is None
+    assert comm.is_initialized()
+
+
+@pytest.mark.parametrize("other_epoch", [7, 3])
+def test_check_resume_agrees_with_mocked_ranks(clean_env, monkeypatch, other_epoch):
+    """Two (mocked) ranks: this rank's epoch is gathered; equal epochs pass untouched, different
+    ones release the communication, mark it down and raise naming every rank's epoch."""
+    import mindspore.communication as ms_comm
+    sent, released = [], []
+
+    def fake_all_gather(array):
+        sent.append(np.array(array))
+        return np.concatenate([np.asarray(array), np.array([other_epoch], np.int64)])
+    monkeypatch.setitem(comm._STATE, "initialized", True)
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(comm, "all_gather", fake_all_gather)
+    monkeypatch.setattr(ms_comm, "release", lambda: released.append(True))
+    if other_epoch == 7:
+        assert launch.check_resume_agrees(7, "logs/x") is None
+        assert released == [] and comm.is_initialized()
+    else:
+        with pytest.raises(launch.LaunchError,
+                           match=r"rank 0: epoch 7, rank 1: epoch 3.*OUTPUT_DIR logs/x"):
+            launch.check_resume_agrees(7, "logs/x")
+        assert released == [True] and not comm.is_initialized()
+    assert len(sent) == 1 and sent[0].tolist() == [7]
 
 
 def test_comm_helpers_in_one_process(clean_env):
@@ -202,7 +240,7 @@ def _tiny_opts(data_root, extra=()):
             "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "16", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "8",
             "DATASETS.SYNTHETIC.IMAGES_PER_ID", "8",
             "MODEL.BACKBONE.DEPTH", "18", "MODEL.BACKBONE.BASE_WIDTH", "16",
-            "MODEL.BACKBONE.FEAT_DIM", "128",
+            "MODEL.BACKBONE.FEAT_DIM", "128", "MODEL.BACKBONE.PRETRAIN", "False",
             "INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]",
             "SOLVER.IMS_PER_BATCH", "16", "DATALOADER.NUM_INSTANCE", "4",
             "DATALOADER.NUM_WORKERS", "1", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "3",
@@ -451,6 +489,12 @@ def test_run_singletrain_and_test_ascend_dry_run(ascend_inputs):
     proc = _script("run_singletrain_ascend.sh", ["dataset", "resnet50.ckpt", "npu0", "--dry-run"],
                    d, **cfg)
     assert proc.returncode == 1 and "DEVICE_ID must be a non-negative integer, got 'npu0'" in proc.stderr
+    # Without CONFIG_FILE: the seed's single-card run (32 images = 8 ids x 4), not the 8-NPU one.
+    proc = _script("run_singletrain_ascend.sh", ["dataset", "resnet50.ckpt", "0", "--dry-run"], d)
+    assert proc.returncode == 0, proc.stderr
+    (tokens,) = _commands(proc.stdout)
+    _, cmd, _ = _python_part(tokens)
+    assert cmd[3] == os.path.join(REPO, "configs", "Market1501", "alignedpp_R50_1card.yml")
 
     proc = _script("run_test_ascend.sh", ["dataset", "model_final.ckpt", "0", "--dry-run"], d, **cfg)
     assert proc.returncode == 0, proc.stderr

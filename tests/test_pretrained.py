@@ -11,10 +11,11 @@ import fastreid_ms  # noqa: F401
 import mindspore as ms
 
 from fastreid_ms.config import get_cfg
-from fastreid_ms.modeling import build_backbone
+from fastreid_ms.modeling import build_model
 from fastreid_ms.modeling.backbones import ResNet
-from fastreid_ms.modeling.backbones.pretrained import (load_imagenet_weights, read_weight_file,
-                                                       torchvision_to_ours)
+from fastreid_ms.modeling.backbones.pretrained import (load_imagenet_weights,
+                                                       load_pretrained_backbone, read_weight_file,
+                                                       torchvision_to_ours, weights_convention)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
@@ -101,15 +102,22 @@ def test_torchvision_names_fill_every_parameter(tmp_path, fmt):
     assert len(report.skipped_classifier) == 2
 
 
-def test_built_from_config_with_pretrain_path(tmp_path):
+def test_pretrain_path_loaded_into_the_models_backbone(tmp_path):
+    """What the trainer does at start: load_pretrained_backbone(model, cfg)."""
     state = random_state(ResNet(18, base_width=8), 2)
     path = save_ckpt(state, str(tmp_path / "r18.ckpt"))
     cfg = get_cfg()
     cfg.MODEL.BACKBONE.DEPTH = 18
     cfg.MODEL.BACKBONE.BASE_WIDTH = 8
+    cfg.MODEL.BACKBONE.FEAT_DIM = 64
     cfg.MODEL.BACKBONE.PRETRAIN = True
     cfg.MODEL.BACKBONE.PRETRAIN_PATH = path
-    assert_backbone_equals(build_backbone(cfg), state)
+    model = build_model(cfg)
+    report = load_pretrained_backbone(model, cfg)
+    assert len(report.loaded) == len(state)
+    assert_backbone_equals(model.backbone, state)
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    assert load_pretrained_backbone(build_model(cfg), cfg) is None
 
 
 def test_wrong_shapes_name_the_file_and_the_fix(tmp_path):
@@ -186,7 +194,9 @@ def test_converter_names_and_checkpoint_without_torch(tmp_path):
     out = str(tmp_path / "converted.ckpt")
     convert_torchvision.write_checkpoint(named, out)
     assert os.listdir(tmp_path) == ["converted.ckpt"]
-    net = ResNet(18, base_width=8)
+    # The converted file says its weights are torchvision's (names alone are ours).
+    assert weights_convention(read_weight_file(out)) == "torchvision"
+    net = ResNet(18, base_width=8, convention="torchvision")
     load_imagenet_weights(net, out)
     assert_backbone_equals(net, state)
 

@@ -8,7 +8,9 @@ Needs PyTorch (only here: fastreid_ms itself never imports it). Without PyTorch,
 state dict as .npz or .safetensors on a machine that has it; fastreid_ms reads both directly.
 Renaming: ``downsample`` -> ``down_sample_layer``, norm ``weight`` / ``bias`` / ``running_mean``
 / ``running_var`` -> ``gamma`` / ``beta`` / ``moving_mean`` / ``moving_variance``, ``fc`` ->
-``end_point``; ``num_batches_tracked`` is dropped.
+``end_point``; ``num_batches_tracked`` is dropped. The checkpoint records that its weights
+follow torchvision's numerics (``weights_convention``), so that loading it into a backbone of
+MODEL.BACKBONE.CONVENTION modelzoo warns; train it with MODEL.BACKBONE.CONVENTION torchvision.
 """
 import argparse
 import os
@@ -57,14 +59,16 @@ def load_torch_state(path):
 
 
 def write_checkpoint(named_arrays, output):
-    """Save [(name, array)] as a MindSpore checkpoint, atomically."""
+    """Save [(name, array)] as a MindSpore checkpoint (marked as torchvision weights),
+    atomically."""
     import numpy as np
     import mindspore as ms
+    from fastreid_ms.modeling.backbones.pretrained import CONVENTION_KEY
     from fastreid_ms.utils.file_io import atomic_path
     entries = [{"name": n, "data": ms.Tensor(np.asarray(a, dtype=np.float32))}
                for n, a in named_arrays]
     with atomic_path(output) as tmp:
-        ms.save_checkpoint(entries, tmp)
+        ms.save_checkpoint(entries, tmp, append_dict={CONVENTION_KEY: "torchvision"})
         # save_checkpoint appends .ckpt to a name without it (the temporary name)
         if os.path.exists(tmp + ".ckpt"):
             os.replace(tmp + ".ckpt", tmp)

@@ -10,6 +10,7 @@ Errors the user can fix (a missing dataset, a config key or value, a checkpoint 
 does not fit) end with one paragraph on stderr and exit code 2; a NaN / infinite loss
 ends with exit code 3. Neither prints a traceback.
 """
+import logging
 import os
 import sys
 
@@ -52,6 +53,15 @@ def main(args):
                 append_metrics(cfg.OUTPUT_DIR, {"eval_only": True, "weights": cfg.MODEL.WEIGHTS,
                                                 "dataset": name, **res})
         return results
+    resuming = args.resume and Checkpointer(None, cfg.OUTPUT_DIR).has_checkpoint()
+    if resuming and cfg.MODEL.BACKBONE.PRETRAIN:
+        # The checkpoint replaces every weight: the ImageNet file is not needed to resume.
+        logging.getLogger("fastreid_ms").info(
+            "Resuming: the ImageNet weights (MODEL.BACKBONE.PRETRAIN_PATH) are not loaded")
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+        cfg.freeze()
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     check_resume_agrees(trainer.start_epoch, cfg.OUTPUT_DIR)

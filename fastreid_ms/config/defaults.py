@@ -34,9 +34,18 @@ _C.MODEL.BACKBONE.NORM = "BN"
 _C.MODEL.BACKBONE.FEAT_DIM = 2048
 # Width of the first stage (64 for the standard ResNets; smaller for tiny test models).
 _C.MODEL.BACKBONE.BASE_WIDTH = 64
-# ImageNet initialisation: a model-zoo .ckpt, or a torchvision state as .npz / .safetensors.
+# ImageNet initialisation of the backbone when training starts (never downloaded): a
+# model-zoo .ckpt, or a torchvision state as .npz / .safetensors. The recipe configs turn it
+# on; the default path is where the README says to put the seed's model-zoo ResNet-50.
 _C.MODEL.BACKBONE.PRETRAIN = False
-_C.MODEL.BACKBONE.PRETRAIN_PATH = ""
+_C.MODEL.BACKBONE.PRETRAIN_PATH = (
+    "pretrained/resnet50_ascend_v130_imagenet2012_official_cv_bs256_top1acc76.97__top5acc_93.44.ckpt")
+# Numerics of the network the ImageNet weights were trained in:
+#   "modelzoo"     the MindSpore model-zoo ResNet (the seed's checkpoint): pad_mode 'same'
+#                  convolutions and stem max pool (a stride-2 layer on an even size pads 0
+#                  before and 1 after), BN eps 1e-4;
+#   "torchvision"  torchvision's ResNet: symmetric padding k // 2, BN eps 1e-5.
+_C.MODEL.BACKBONE.CONVENTION = "modelzoo"
 
 _C.MODEL.HEADS = CN()
 _C.MODEL.HEADS.NAME = "EmbeddingHead"
@@ -94,14 +103,22 @@ _C.INPUT.PADDING = CN()
 _C.INPUT.PADDING.ENABLED = False
 _C.INPUT.PADDING.SIZE = 10
 
-# Random erasing (Zhong et al.).
+# Random erasing (Zhong et al.): with probability PROB a rectangle of area AREA x H x W
+# (uniform) and aspect ratio height / width in ASPECT is filled with VALUE.
 _C.INPUT.REA = CN()
 _C.INPUT.REA.ENABLED = True
 _C.INPUT.REA.PROB = 0.5
 _C.INPUT.REA.AREA = [0.02, 0.4]
-_C.INPUT.REA.ASPECT = [0.3, 3.33]
-# Fill value per channel on the 0-255 scale (the pixel mean by default).
-_C.INPUT.REA.VALUE = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+_C.INPUT.REA.ASPECT = [0.3, 1 / 0.3]
+#   "seed"   the seed's RandomErasing: one draw (no rectangle when it does not fit), aspect
+#            uniform in ASPECT, applied after Normalize; VALUE in normalised units, default
+#            (0.4914, 0.4822, 0.4465) as the seed writes into the normalised tensor;
+#   "retry"  up to 100 draws until a rectangle fits, aspect log-uniform in ASPECT, applied
+#            before Normalize; VALUE on the 0-255 scale, default the pixel mean (0 after
+#            normalisation). fastreid_ms's erasing before the seed recipe was adopted.
+_C.INPUT.REA.MODE = "seed"
+# Fill per channel, in the units of MODE; [] means the MODE's default above.
+_C.INPUT.REA.VALUE = []
 
 # -----------------------------------------------------------------------------
 # DATASETS
@@ -140,8 +157,9 @@ _C.DATALOADER.NUM_WORKERS = 4
 _C.SOLVER = CN()
 
 _C.SOLVER.AMP = CN()
-# O0 (float32), O1, O2, O3; "auto" picks O0 on CPU (float16 is slower there) and O2 elsewhere.
-_C.SOLVER.AMP.LEVEL = "auto"
+# O0 (float32, the seed's), O1, O2, O3; "auto" picks O0 on CPU (float16 is slower there)
+# and O2 on GPU / Ascend.
+_C.SOLVER.AMP.LEVEL = "O0"
 # Dynamic loss scaling: start value, growth factor and window.
 _C.SOLVER.AMP.INIT_SCALE = 65536.0
 _C.SOLVER.AMP.SCALE_FACTOR = 2.0
@@ -156,8 +174,10 @@ _C.SOLVER.HEADS_LR_FACTOR = 1.0
 _C.SOLVER.MOMENTUM = 0.85
 _C.SOLVER.NESTEROV = True
 _C.SOLVER.WEIGHT_DECAY = 5e-4
-# Weight decay of BN parameters and biases (set 0 to exempt them).
-_C.SOLVER.WEIGHT_DECAY_NORM = 5e-4
+# Weight decay of norm parameters (BN gamma / beta) and of biases. The seed's optimizer
+# (MindSpore's default decay filter) decays every weight and bias but no gamma / beta, hence
+# 0 for norms; set WEIGHT_DECAY_NORM 5e-4 to decay them too.
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
 _C.SOLVER.WEIGHT_DECAY_BIAS = 5e-4
 # Adam / AdamW betas.
 _C.SOLVER.BETAS = [0.9, 0.999]
@@ -216,6 +236,18 @@ _C.TEST.RERANK.LAMBDA = 0.3
 # AlignedReID++'s DMLI): that distance is computed for each gallery sample's N nearest gallery
 # samples by the global distance only. Memory is linear in the gallery size either way.
 _C.TEST.RERANK.CANDIDATES = 0
+
+# -----------------------------------------------------------------------------
+# RECIPE: the published run a config reproduces. The trainer logs the run it is about to do
+# next to this one and says how they differ (devices, global batch, K, epochs, hence the
+# per-device batch, iterations per epoch and updates). NAME "" compares nothing.
+# -----------------------------------------------------------------------------
+_C.RECIPE = CN()
+_C.RECIPE.NAME = ""
+_C.RECIPE.NUM_DEVICES = 1
+_C.RECIPE.IMS_PER_BATCH = 32
+_C.RECIPE.NUM_INSTANCE = 8
+_C.RECIPE.MAX_EPOCH = 300
 
 # -----------------------------------------------------------------------------
 # Misc

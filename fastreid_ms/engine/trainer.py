@@ -26,6 +26,7 @@ from ..utils import comm
 from ..utils.checkpoint import Checkpointer
 from ..utils.env import resolve_device
 from ..utils.events import append_metrics
+from .recipe import log_recipe
 from .train_step import (NonFiniteLossError, TrainStep, apply_amp, build_loss_scaler,
                          check_losses_finite, losses_to_floats, resolve_amp_level)
 
@@ -86,18 +87,24 @@ class DefaultTrainer:
     """
 
     def __init__(self, cfg):
+        from ..modeling.backbones.pretrained import check_pretrained_weights
         self.device = resolve_device(cfg.MODEL.DEVICE)
         self.rank = comm.get_rank()
         self.world_size = comm.get_world_size()
         self.is_main = self.rank == 0
+        # A missing ImageNet file stops the run before any data or model is built.
+        check_pretrained_weights(cfg)
 
         self.train_loader = self.build_train_loader(cfg)
         cfg = self.auto_num_classes(cfg, int(self.train_loader.num_classes))
         self.cfg = cfg
         self.iters_per_epoch = int(self.train_loader.iters_per_epoch)
         self.max_epoch = int(cfg.SOLVER.MAX_EPOCH)
+        log_recipe(logger, cfg, int(self.train_loader.num_classes), self.world_size,
+                   self.iters_per_epoch)
 
         model = self.build_model(cfg)
+        self.load_pretrained(cfg, model)
         self.amp_level, reason = resolve_amp_level(cfg.SOLVER.AMP.LEVEL, self.device)
         logger.info("Mixed precision: %s", reason)
         self.model = apply_amp(model, self.amp_level)
@@ -139,6 +146,14 @@ class DefaultTrainer:
         logger.info("Model %s: %.2f M trainable parameters", cfg.MODEL.META_ARCHITECTURE,
                     n_params / 1e6)
         return model
+
+    @classmethod
+    def load_pretrained(cls, cfg, model: nn.Cell) -> None:
+        """The ImageNet start: MODEL.BACKBONE.PRETRAIN_PATH into ``model.backbone`` when
+        MODEL.BACKBONE.PRETRAIN is on (a resumed run replaces these weights)."""
+        from ..modeling.backbones.pretrained import load_pretrained_backbone
+        if load_pretrained_backbone(model, cfg) is None:
+            logger.info("Backbone from random initial weights (MODEL.BACKBONE.PRETRAIN False)")
 
     @classmethod
     def build_optimizer(cls, cfg, model: nn.Cell, iters_per_epoch: int) -> nn.Optimizer:
@@ -225,7 +240,11 @@ class DefaultTrainer:
                     _fmt_time(time.perf_counter() - self._train_start))
         if self.last_results is not None and self.is_main:
             from ..evaluation import results_table
-            logger.info("Final evaluation (epoch %d):\n%s", self.max_epoch,
+            if self.best_epoch is not None and self.best_epoch != self.max_epoch:
+                logger.info("model_best.ckpt (epoch %s) was chosen on the test set, so its "
+                            "results are optimistic; the final model's are below.",
+                            self.best_epoch)
+            logger.info("Final evaluation (epoch %d, model_final.ckpt):\n%s", self.max_epoch,
                         results_table(self.last_results))
         return self.last_results
 
@@ -317,7 +336,8 @@ class DefaultTrainer:
         if self.best_score is None or score > self.best_score:
             self.best_score, self.best_epoch = score, epoch
             self.checkpointer.save("model_best", tag_last=False, **self._meta(epoch))
-            logger.info("New best (Rank-1 + mAP) / 2 = %.2f at epoch %d", score, epoch)
+            logger.info("New best (Rank-1 + mAP) / 2 = %.2f at epoch %d: model_best.ckpt, chosen "
+                        "on the test set (report model_final.ckpt's results)", score, epoch)
         else:
             logger.info("(Rank-1 + mAP) / 2 = %.2f; best %.2f at epoch %s", score,
                         self.best_score, self.best_epoch)

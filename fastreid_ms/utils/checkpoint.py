@@ -8,8 +8,9 @@ Layout of a file written by :class:`Checkpointer`:
 * optimizer state under ``optimizer.<name>`` (``optimizer.global_step`` is the
   learning-rate position, ``optimizer.moments.*`` the momentum buffers, ...);
 * the dynamic loss scaler under ``loss_scaler.scale_value`` / ``loss_scaler.counter``;
-* ``fastreid_ms_meta``: a JSON string with epoch, iteration, best score and the Python,
-  NumPy and MindSpore RNG states (no pickle anywhere).
+* ``fastreid_ms_meta``: a JSON string with epoch, iteration, best score, the backbone's
+  numerical convention (MODEL.BACKBONE.CONVENTION) and the Python, NumPy and MindSpore RNG
+  states (no pickle anywhere).
 
 A save writes a temporary file in the same folder and renames it onto the final name,
 so a crash or a kill during the write leaves the previous file intact; the
@@ -52,6 +53,28 @@ class CheckpointError(RuntimeError):
 def is_classifier_param(name: str) -> bool:
     """Parameters of the identity classifier, whose size depends on the training set."""
     return name.startswith("heads.") and ("classifier" in name or ".cls" in name)
+
+
+def backbone_convention(model: nn.Cell) -> Optional[str]:
+    """MODEL.BACKBONE.CONVENTION of ``model.backbone`` (None for a backbone without one)."""
+    return getattr(getattr(model, "backbone", None), "convention", None)
+
+
+def warn_convention_mismatch(model: nn.Cell, meta: Dict, path: str) -> None:
+    """Warn when ``path`` was trained with other backbone numerics than ``model`` has.
+
+    Checkpoints written before the key existed (format 1 without "backbone_convention")
+    were all trained with torchvision's padding and BN eps.
+    """
+    ours = backbone_convention(model)
+    if ours is None or not meta:
+        return
+    theirs = meta.get("backbone_convention", "torchvision")
+    if theirs != ours:
+        logger.warning(
+            "%s was trained with MODEL.BACKBONE.CONVENTION %s but the model is built with %s "
+            "(padding and BN eps differ): set MODEL.BACKBONE.CONVENTION %s to get the features "
+            "it was trained to give.", path, theirs, ours, theirs)
 
 
 # --- RNG state as JSON ------------------------------------------------------------------
@@ -214,6 +237,9 @@ class Checkpointer:
         os.makedirs(self.save_dir, exist_ok=True)
         path = os.path.join(self.save_dir, f"{name}.ckpt")
         meta = {"format_version": FORMAT_VERSION, "rng": get_rng_state(), **extra}
+        convention = backbone_convention(self.model)
+        if convention is not None:
+            meta.setdefault("backbone_convention", convention)
         self._saves += 1
         self._remove_stale_temporaries(os.path.basename(path))
         with atomic_path(path) as tmp:
@@ -271,6 +297,7 @@ class Checkpointer:
         Returns the checkpoint's meta (epoch, iteration, ...; {} for foreign files)."""
         tensors, meta = read_checkpoint(path)
         load_model_weights(self.model, tensors, path, skip_classifier=not resume)
+        warn_convention_mismatch(self.model, meta, path)
         if resume:
             if self.optimizer is not None:
                 self._load_optimizer(tensors, path)

@@ -1,7 +1,7 @@
 """Image transforms (NumPy / PIL callables taking an explicit random generator)."""
-from .build import build_transforms
-from .transforms import (Compose, Normalize, PadRandomCrop, RandomErasing, RandomHorizontalFlip,
-                         RandomTranslate, Resize, ToCHW, ToFloat)
+from .build import build_erasing, build_transforms
+from .transforms import (SEED_ERASING_FILL, Compose, Normalize, PadRandomCrop, RandomErasing,
+                         RandomHorizontalFlip, RandomTranslate, Resize, ToCHW, ToFloat)
 
-__all__ = ["build_transforms", "Compose", "Normalize", "PadRandomCrop", "RandomErasing",
+__all__ = ["build_erasing", "build_transforms", "SEED_ERASING_FILL", "Compose", "Normalize", "PadRandomCrop", "RandomErasing",
            "RandomHorizontalFlip", "RandomTranslate", "Resize", "ToCHW", "ToFloat"]

@@ -55,8 +55,9 @@ class Resize:
 
 class RandomTranslate:
     """The seed's random translation (Random2DTranslation of AlignedReID): with
-    probability ``prob`` resize to ``scale`` x (height, width) and crop a random
-    (height, width) window; otherwise just resize to (height, width)."""
+    probability ``prob`` resize to ``scale`` x (height, width) (each side rounded) and crop
+    the (height, width) window whose corner is ``round(uniform(0, slack))`` on each axis;
+    otherwise just resize to (height, width)."""
 
     def __init__(self, size, prob: float = 0.5, scale: float = 1.125):
         self.size = _pair(size)
@@ -69,8 +70,8 @@ class RandomTranslate:
             return resize(img, self.size)
         big_h, big_w = int(round(h * self.scale)), int(round(w * self.scale))
         big = resize(img, (big_h, big_w))
-        y = int(rng.integers(0, big_h - h + 1))
-        x = int(rng.integers(0, big_w - w + 1))
+        x = int(round(rng.uniform(0, big_w - w)))
+        y = int(round(rng.uniform(0, big_h - h)))
         return big[y:y + h, x:x + w]
 
     def __repr__(self):
@@ -125,32 +126,53 @@ class ToFloat:
         return "ToFloat()"
 
 
-class RandomErasing:
-    """Random erasing (Zhong et al., AAAI 2020) on a float (H, W, 3) image in 0-255.
+# The seed's erasing fill, written into the normalised tensor (CIFAR's channel means).
+SEED_ERASING_FILL = (0.4914, 0.4822, 0.4465)
+ERASING_MODES = ("seed", "retry")
 
-    With probability ``prob`` a rectangle whose area is a uniform fraction in ``area`` of
-    the image and whose aspect ratio (height / width) is log-uniform in ``aspect`` is
-    filled with ``value`` (per channel). Up to 100 draws are tried for a rectangle that
-    fits; when none fits the image is returned unchanged.
+
+class RandomErasing:
+    """Random erasing (Zhong et al., AAAI 2020) on a float (H, W, C) image.
+
+    With probability ``prob`` a rectangle is drawn: area ``uniform(*area) x H x W``, aspect
+    ratio (height / width) ``r`` uniform in ``aspect`` (``log_uniform``: log r uniform),
+    height ``round(sqrt(area r))``, width ``round(sqrt(area / r))``, top-left corner uniform
+    among the positions where it fits. If it does not fit (``h < H`` and ``w < W``) the
+    draw is repeated up to ``attempts`` times, then the image is returned unchanged. The
+    rectangle is filled with ``value`` (per channel, in the units of the image it is applied
+    to). The seed's erasing is ``attempts=1``, uniform aspect, applied after normalisation
+    with ``value`` = :data:`SEED_ERASING_FILL`.
     """
 
-    def __init__(self, prob: float = 0.5, area=(0.02, 0.4), aspect=(0.3, 3.33),
-                 value=(0.485 * 255, 0.456 * 255, 0.406 * 255)):
+    def __init__(self, prob: float = 0.5, area=(0.02, 0.4), aspect=(0.3, 1 / 0.3),
+                 value=SEED_ERASING_FILL, attempts: int = 1, log_uniform: bool = False):
         self.prob = float(prob)
         self.area = (float(area[0]), float(area[1]))
-        self.log_aspect = (math.log(aspect[0]), math.log(aspect[1]))
+        self.aspect = (float(aspect[0]), float(aspect[1]))
+        if not 0 < self.aspect[0] <= self.aspect[1]:
+            raise ValueError(f"INPUT.REA.ASPECT must be two positive increasing ratios, got "
+                             f"{list(aspect)}.")
         self.value = np.asarray(value, dtype=np.float32)
+        self.attempts = int(attempts)
+        if self.attempts < 1:
+            raise ValueError(f"Random erasing needs at least one attempt, got {attempts}.")
+        self.log_uniform = bool(log_uniform)
+
+    def _ratio(self, rng) -> float:
+        if self.log_uniform:
+            return math.exp(rng.uniform(math.log(self.aspect[0]), math.log(self.aspect[1])))
+        return rng.uniform(*self.aspect)
 
     def __call__(self, img, rng):
         if rng.random() >= self.prob:
             return img
         h, w = img.shape[:2]
-        for _ in range(100):
+        for _ in range(self.attempts):
             target = rng.uniform(*self.area) * h * w
-            ratio = math.exp(rng.uniform(*self.log_aspect))
+            ratio = self._ratio(rng)
             eh = int(round(math.sqrt(target * ratio)))
             ew = int(round(math.sqrt(target / ratio)))
-            if 0 < eh < h and 0 < ew < w:
+            if 0 < eh < h and 0 < ew < w:  # (an empty rectangle erases nothing either way)
                 y = int(rng.integers(0, h - eh + 1))
                 x = int(rng.integers(0, w - ew + 1))
                 img = img.copy()
@@ -159,9 +181,9 @@ class RandomErasing:
         return img
 
     def __repr__(self):
-        return (f"RandomErasing(prob={self.prob}, area={self.area}, "
-                f"aspect=({math.exp(self.log_aspect[0]):.3g}, "
-                f"{math.exp(self.log_aspect[1]):.3g}), value={self.value.tolist()})")
+        return (f"RandomErasing(prob={self.prob}, area={self.area}, aspect={self.aspect}, "
+                f"{'log-uniform' if self.log_uniform else 'uniform'}, attempts={self.attempts}, "
+                f"value={self.value.tolist()})")
 
 
 class Normalize:

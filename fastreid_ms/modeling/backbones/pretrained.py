@@ -10,6 +10,15 @@ Accepted files:
   ``running_mean`` / ``running_var``, ``layer1.0.downsample.0.weight``, classifier ``fc.*``).
   ``tools/convert_torchvision.py`` turns a torchvision ``.pth`` into our ``.ckpt``.
 
+Each family was trained with its own numerics (see MODEL.BACKBONE.CONVENTION in
+``resnet.py``): model-zoo names mean the "modelzoo" convention, torchvision names (or the
+``weights_convention`` string that ``tools/convert_torchvision.py`` writes into a ``.ckpt``)
+"torchvision". Loading weights into a backbone of the other convention logs a warning.
+
+The trainer loads them when training starts (:func:`load_pretrained_backbone`), after
+:func:`check_pretrained_weights` has made sure, before anything is built, that the file is
+there; ``build_model`` never reads them.
+
 Names are mapped onto the backbone's own; prefixes such as ``module.``, ``backbone.`` or
 ``base.`` are stripped. The classifier (``fc``, ``end_point``) is never loaded and optimizer
 state stored in a checkpoint (``moments.*``, ``learning_rate``, ...) is ignored. A table of
@@ -27,6 +36,13 @@ import numpy as np
 from tabulate import tabulate
 
 logger = logging.getLogger("fastreid_ms")
+
+# The ImageNet start of the seed (MindSpore model zoo, ResNet-50, top-1 76.97 %).
+SEED_IMAGENET_CHECKPOINT = (
+    "resnet50_ascend_v130_imagenet2012_official_cv_bs256_top1acc76.97__top5acc_93.44.ckpt")
+# A string entry naming the convention the weights were trained with (written by
+# tools/convert_torchvision.py; model-zoo checkpoints have none).
+CONVENTION_KEY = "weights_convention"
 
 CKPT_EXTS = (".ckpt",)
 NPZ_EXTS = (".npz",)
@@ -113,11 +129,37 @@ def read_weight_file(path: str) -> "OrderedDict[str, np.ndarray]":
 
 
 def _read_ckpt(path: str) -> "OrderedDict[str, np.ndarray]":
+    """Tensors as arrays; string entries (e.g. CONVENTION_KEY) as 0-d str arrays."""
     import mindspore as ms
     params = ms.load_checkpoint(path)
     if not params:
         raise ValueError("the checkpoint holds no parameters")
-    return OrderedDict((name, p.asnumpy()) for name, p in params.items())
+    return OrderedDict((name, np.array(p) if isinstance(p, str) else p.asnumpy())
+                       for name, p in params.items())
+
+
+def weights_convention(file_weights: Dict[str, np.ndarray]) -> str:
+    """"modelzoo" or "torchvision": the numerics the file's weights were trained with.
+
+    The file's CONVENTION_KEY entry when it has one; else torchvision when its names are
+    torchvision's (``running_mean``, ``downsample``, norm ``weight`` / ``bias``); else the
+    model zoo's.
+    """
+    if CONVENTION_KEY in file_weights:
+        return str(np.asarray(file_weights[CONVENTION_KEY]))
+    for name in file_weights:
+        base = _strip_prefix(name)
+        if (base.endswith(("running_mean", "running_var")) or ".downsample." in base
+                or re.search(r"(^|\.)bn\d*\.(weight|bias)$", base)):
+            return "torchvision"
+    return "modelzoo"
+
+
+CONVENTION_TEXT = {
+    "modelzoo": "the model zoo's 'same' padding (stride-2 layers pad 0 before, 1 after) and BN "
+                "eps 1e-4",
+    "torchvision": "torchvision's symmetric padding and BN eps 1e-5",
+}
 
 
 def _strip_prefix(name: str) -> str:
@@ -177,7 +219,8 @@ def match_weights(file_weights: Dict[str, np.ndarray], ours: Dict[str, tuple], p
     report = LoadReport(path=path)
     matched: "OrderedDict[str, np.ndarray]" = OrderedDict()
     for name, value in file_weights.items():
-        if name.endswith("num_batches_tracked") or _OPTIMIZER_PATTERN.match(name):
+        if (name.endswith("num_batches_tracked") or _OPTIMIZER_PATTERN.match(name)
+                or name == CONVENTION_KEY):
             report.ignored.append(name)
             continue
         if is_classifier_name(name):
@@ -229,7 +272,58 @@ def load_imagenet_weights(backbone, path: str) -> LoadReport:
     if report.missing:
         logger.warning("%d backbone parameters were not in %s and keep their initial values: %s",
                        len(report.missing), path, ", ".join(report.missing[:10]))
+    file_convention = weights_convention(weights)
+    ours_convention = getattr(backbone, "convention", None)
+    if ours_convention is not None and ours_convention != file_convention:
+        logger.warning(
+            "%s holds %s weights, trained with %s, but the backbone is built with %s "
+            "(MODEL.BACKBONE.CONVENTION %s): its features differ from those of the network the "
+            "weights come from. Set MODEL.BACKBONE.CONVENTION %s to match the file.", path,
+            file_convention, CONVENTION_TEXT.get(file_convention, file_convention),
+            CONVENTION_TEXT.get(ours_convention, ours_convention), ours_convention,
+            file_convention)
     for name, value in matched.items():
         param = params[name]
         param.set_data(ms.Tensor(np.ascontiguousarray(value), param.dtype))
     return report
+
+
+class PretrainedWeightsMissing(FileNotFoundError):
+    """MODEL.BACKBONE.PRETRAIN is on but the ImageNet file is not there."""
+
+
+def check_pretrained_weights(cfg) -> Optional[str]:
+    """The path of the ImageNet weights training will load (None when MODEL.BACKBONE.PRETRAIN
+    is off); :class:`PretrainedWeightsMissing` with what to do when the file is missing.
+
+    Cheap (no file is read): the trainer calls it before building loaders or the model.
+    """
+    bcfg = cfg.MODEL.BACKBONE
+    if not bcfg.PRETRAIN:
+        return None
+    path = os.path.expanduser(str(bcfg.PRETRAIN_PATH or ""))
+    if path and os.path.isfile(path):
+        return path
+    where = (f"the file {os.path.abspath(path)} does not exist" if path
+             else "MODEL.BACKBONE.PRETRAIN_PATH is empty")
+    raise PretrainedWeightsMissing(
+        f"MODEL.BACKBONE.PRETRAIN is True (the recipe starts from ImageNet weights) but {where}. "
+        f"The seed starts from the MindSpore model-zoo ResNet-50 {SEED_IMAGENET_CHECKPOINT}: put "
+        f"it at that path, or set MODEL.BACKBONE.PRETRAIN_PATH to where it is (a torchvision "
+        "ResNet saved as .npz / .safetensors works too, with MODEL.BACKBONE.CONVENTION "
+        "torchvision). Nothing is downloaded. To train from scratch on purpose, add "
+        "MODEL.BACKBONE.PRETRAIN False.")
+
+
+def load_pretrained_backbone(model, cfg) -> Optional[LoadReport]:
+    """Load MODEL.BACKBONE.PRETRAIN_PATH into ``model.backbone`` when MODEL.BACKBONE.PRETRAIN
+    is on (None otherwise); errors as :func:`check_pretrained_weights` and
+    :func:`load_imagenet_weights`."""
+    path = check_pretrained_weights(cfg)
+    if path is None:
+        return None
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise ValueError(f"MODEL.BACKBONE.PRETRAIN is True but {type(model).__name__} has no "
+                         "'backbone' attribute to load the ImageNet weights into.")
+    return load_imagenet_weights(backbone, path)

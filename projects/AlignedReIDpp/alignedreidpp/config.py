@@ -11,6 +11,12 @@ def add_alignedreid_config(cfg):
     # Local feature at test time: "backbone" (the paper's code: the backbone map max-pooled
     # over the width, L2-normalised per part, P x FEAT_DIM) or "branch" (P x LOCAL_DIM).
     cfg.MODEL.HEADS.LOCAL_TEST_FEAT = "backbone"
+    # Initial weights as the seed's: classifier (end_point) N(0, CLS_INIT_STD), bias 0; local
+    # 1x1 conv "normal" = N(0, 0.01) (MindSpore 1.3's Conv2d default), bias 0, or "kaiming"
+    # (He normal, fan_out), the choice of fastreid_ms before the seed recipe (with
+    # CLS_INIT_STD 0.001).
+    cfg.MODEL.HEADS.CLS_INIT_STD = 0.01
+    cfg.MODEL.HEADS.LOCAL_CONV_INIT = "normal"
 
     # Local triplet loss on DMLI distances of the hardest pairs chosen by the global distance.
     cfg.MODEL.LOSSES.LOCAL_TRI = CN()

@@ -12,13 +12,15 @@ Usage: bash run_singletrain_ascend.sh [DATA_ROOT] [PRETRAINED] [DEVICE_ID] [KEY 
   --dry-run   print the command instead of running it (or DRY_RUN=1)
 
 The log goes to ./train.log (FOREGROUND=1 waits for the run instead). Environment:
-CONFIG_FILE (default configs/Market1501/alignedpp_R50.yml), PYTHON.
+CONFIG_FILE (default configs/Market1501/alignedpp_R50_1card.yml, the seed's single-card run:
+32 images = 8 ids x 4), PYTHON.
 
 Example:
   bash run_singletrain_ascend.sh /dataset resnet50_imagenet.ckpt 0
 USAGE
 }
 
+CONFIG_FILE="${CONFIG_FILE:-configs/Market1501/alignedpp_R50_1card.yml}"
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 strip_dry_run "$@"
 set -- "${ARGS[@]}"
