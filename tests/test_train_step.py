@@ -1,5 +1,7 @@
-"""The compiled train step: every AMP level on CPU, PyNative, loss-scale overflow handling,
-the gradient-reducer hook, NaN detection and the AMP level choice."""
+"""The compiled train step: every AMP level on CPU (its convolution in float16 at O1-O3),
+PyNative, loss-scale overflow handling (float16 gradients overflowing where float32 ones do
+not), the gradient-reducer hook, NaN detection and the AMP level choice. The mixed-precision
+layer by layer: tests/test_amp.py."""
 import numpy as np
 import pytest
 
@@ -68,7 +70,7 @@ def _run(level, jit=True, steps=4):
 @pytest.mark.parametrize("level", AMP_LEVELS)
 def test_every_amp_level_trains_on_cpu(level):
     ms.set_context(mode=ms.GRAPH_MODE)
-    _, opt, history = _run(level)
+    model, opt, history = _run(level)
     assert set(history[0][0]) == {"loss_cls", "loss_reg"}
     totals = [sum(h[0].values()) for h in history]
     assert all(np.isfinite(totals))
@@ -78,6 +80,32 @@ def test_every_amp_level_trains_on_cpu(level):
         assert all(h[2] == 1.0 for h in history)
     else:
         assert all(h[2] > 0 for h in history)
+    # The conv computes in float16 at O1 / O2 / O3: 2**-26 (below half of float16's smallest
+    # subnormal) is rounded to 0 by the cast, so the bias-free conv gives exactly 0.
+    tiny = ms.Tensor(np.full((1, 3, 12, 8), 2.0 ** -26, np.float32))
+    assert (np.abs(model.conv(tiny).asnumpy()).max() == 0) == (level != "O0")
+
+
+def test_float16_gradients_overflow_where_float32_ones_do_not():
+    """GRAPH mode, compiled step, loss scale 2**20: at O2 the scaled gradients pass through
+    float16 tensors and overflow (65504 at most), so the update is skipped and the scale
+    halves; at O0 (float32, as with an AMP that does nothing) the same step is finite.
+    (MindSpore's own amp.build_train_network refuses a dynamic loss scale on CPU; this
+    TrainStep's compiled step runs one.)"""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    for level in ("O0", "O2"):
+        ms.set_seed(0)
+        model = apply_amp(ConvToy(), level)
+        model.set_train(True)
+        before = model.heads.weight.asnumpy().copy()
+        opt = nn.SGD(model.trainable_params(), 0.01)
+        step = TrainStep(model, opt, amp.DynamicLossScaler(2.0 ** 20, 2, 1000))
+        losses, finite, scale = step(*_batch())
+        assert np.all(np.isfinite(list(losses_to_floats(losses).values())))
+        assert bool(finite.asnumpy()) == (level == "O0"), level
+        assert float(scale.asnumpy()) == (2.0 ** 20 if level == "O0" else 2.0 ** 19), level
+        updated = not np.array_equal(model.heads.weight.asnumpy(), before)
+        assert updated == (level == "O0"), level
 
 
 def test_pynative_matches_graph():

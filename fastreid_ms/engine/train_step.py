@@ -162,7 +162,8 @@ def check_losses_finite(losses: Dict[str, float], iteration: int, epoch: int,
 
 
 def keep_losses_float32(model: nn.Cell) -> int:
-    """Run every loss cell (a cell with a ``loss_name``) in float32; returns how many.
+    """Run every loss cell (a cell with a ``loss_name``) and every cell marked
+    ``keep_float32`` (e.g. ``modeling.layers.L2Norm``) in float32; returns how many.
 
     Under O2 / O3 PyNative runs each operator inside a float16 cell in float16, so a loss
     that casts its inputs to float32 is cast back, and e.g. the triplet's distance floor
@@ -170,7 +171,9 @@ def keep_losses_float32(model: nn.Cell) -> int:
     """
     count = 0
     for _, cell in model.cells_and_names():
-        if getattr(cell, "loss_name", None) is not None and cell is not model:
+        if cell is model:
+            continue
+        if getattr(cell, "loss_name", None) is not None or getattr(cell, "keep_float32", False):
             cell.to_float(ms.float32)
             count += 1
     return count

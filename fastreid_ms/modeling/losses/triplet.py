@@ -1,6 +1,7 @@
 """Batch-hard triplet loss (Hermans et al.) and the mining helpers the local loss reuses."""
 import mindspore.nn as nn
 import mindspore.ops as ops
+from mindspore.common import dtype as mstype
 
 from .build import LOSS_REGISTRY
 
@@ -9,7 +10,10 @@ _FAR = 1e6
 
 
 def l2_normalize(x, axis=-1):
-    """x / ||x|| along ``axis`` (1e-12 floor on the squared norm)."""
+    """x / ||x|| along ``axis`` (1e-12 floor on the squared norm), computed and returned in
+    float32: in float16 (AMP O2 / O3) the floor rounds to 0 (an all-zero part gives NaN) and a
+    2048-channel sum of squares overflows past 65504."""
+    x = x.astype(mstype.float32)
     # ops.maximum, not ops.clamp(min=...): MindSpore's ONNX exporter rejects a clamp without max.
     return x / ops.sqrt(ops.maximum((x * x).sum(axis=axis, keepdims=True), 1e-12))
 

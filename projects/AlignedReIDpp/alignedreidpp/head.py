@@ -4,9 +4,12 @@ import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal, Normal
 
 from fastreid_ms.modeling.heads import HEAD_REGISTRY
-from fastreid_ms.modeling.losses import l2_normalize
+from fastreid_ms.modeling.layers import L2Norm
 
 LOCAL_TEST_FEATS = ("backbone", "branch")
+# MODEL.HEADS.LOCAL_CONV_INIT -> initializer of the local 1x1 conv weight
+LOCAL_CONV_INITS = {"normal": lambda: Normal(0.01),
+                    "kaiming": lambda: HeNormal(mode="fan_out", nonlinearity="relu")}
 
 
 @HEAD_REGISTRY.register()
@@ -14,8 +17,9 @@ class AlignedReIDppHead(nn.Cell):
     """Backbone map (N, C, P, W) -> global and local features (C = MODEL.BACKBONE.FEAT_DIM,
     P = map height = number of parts; 8 for 256x128 inputs with last stride 2).
 
-    Global: average pool -> (N, C), classified by a linear layer (with bias, as the seed).
-    Local branch: BN -> ReLU -> max over the width -> 1x1 conv to LOCAL_DIM -> L2 per part.
+    Global: average pool -> (N, C), classified by a linear layer (with bias, as the seed;
+    weight N(0, CLS_INIT_STD)). Local branch: BN -> ReLU -> max over the width -> 1x1 conv to
+    LOCAL_DIM (weight as LOCAL_CONV_INIT) -> L2 per part.
 
     Training returns ``{"cls_logits": (N, K), "global": (N, C), "local": (N, P, LOCAL_DIM)}``.
     Eval returns ``{"global": (N, C), "local": ...}`` where "local" follows
@@ -24,14 +28,23 @@ class AlignedReIDppHead(nn.Cell):
     """
 
     def __init__(self, cfg=None, *, feat_dim=None, num_classes=None, local_dim=None,
-                 local_test_feat=None):
+                 local_test_feat=None, cls_init_std=None, local_conv_init=None):
         super().__init__()
         if cfg is not None:
+            h = cfg.MODEL.HEADS
             feat_dim = cfg.MODEL.BACKBONE.FEAT_DIM if feat_dim is None else feat_dim
-            num_classes = cfg.MODEL.HEADS.NUM_CLASSES if num_classes is None else num_classes
-            local_dim = cfg.MODEL.HEADS.LOCAL_DIM if local_dim is None else local_dim
-            if local_test_feat is None:
-                local_test_feat = cfg.MODEL.HEADS.LOCAL_TEST_FEAT
+            num_classes = h.NUM_CLASSES if num_classes is None else num_classes
+            local_dim = h.LOCAL_DIM if local_dim is None else local_dim
+            local_test_feat = h.LOCAL_TEST_FEAT if local_test_feat is None else local_test_feat
+            cls_init_std = h.CLS_INIT_STD if cls_init_std is None else cls_init_std
+            local_conv_init = h.LOCAL_CONV_INIT if local_conv_init is None else local_conv_init
+        cls_init_std = 0.01 if cls_init_std is None else float(cls_init_std)
+        local_conv_init = local_conv_init or "normal"
+        if local_conv_init not in LOCAL_CONV_INITS:
+            raise ValueError(f"MODEL.HEADS.LOCAL_CONV_INIT must be one of "
+                             f"{sorted(LOCAL_CONV_INITS)}, got '{local_conv_init}'.")
+        if cls_init_std <= 0:
+            raise ValueError(f"MODEL.HEADS.CLS_INIT_STD must be positive, got {cls_init_std}.")
         if feat_dim is None:
             raise ValueError("AlignedReIDppHead needs feat_dim (MODEL.BACKBONE.FEAT_DIM).")
         local_dim = int(128 if local_dim is None else local_dim)
@@ -48,19 +61,20 @@ class AlignedReIDppHead(nn.Cell):
         self.local_dim = local_dim
         self.local_bn = nn.BatchNorm2d(feat_dim, momentum=0.9, eps=1e-5)
         self.relu = nn.ReLU()
+        self.part_norm = L2Norm(axis=2)  # float32 under mixed precision
         self.local_conv = nn.Conv2d(feat_dim, local_dim, 1, has_bias=True,
-                                    weight_init=HeNormal(mode="fan_out", nonlinearity="relu"),
+                                    weight_init=LOCAL_CONV_INITS[local_conv_init](),
                                     bias_init="zeros")
         if self.num_classes > 0:
             self.classifier = nn.Dense(feat_dim, self.num_classes, has_bias=True,
-                                       weight_init=Normal(0.001), bias_init="zeros")
+                                       weight_init=Normal(cls_init_std), bias_init="zeros")
 
     def local_branch(self, x):
         """(N, C, P, W) -> (N, P, LOCAL_DIM), L2-normalised per part."""
         y = self.relu(self.local_bn(x))
         y = ops.amax(y, axis=3, keepdims=True)                # (N, C, P, 1)
         y = self.local_conv(y).squeeze(3)                      # (N, LOCAL_DIM, P)
-        return l2_normalize(y.transpose(0, 2, 1), axis=2)
+        return self.part_norm(y.transpose(0, 2, 1))
 
     def construct(self, features):
         """features: (N, C, P, W) backbone map."""
@@ -68,7 +82,7 @@ class AlignedReIDppHead(nn.Cell):
         if not self.training:
             if self.test_from_backbone:
                 local = ops.amax(features, axis=3).transpose(0, 2, 1)   # (N, P, C)
-                local = l2_normalize(local, axis=2)
+                local = self.part_norm(local)
             else:
                 local = self.local_branch(features)
             return {"global": global_feat, "local": local}
