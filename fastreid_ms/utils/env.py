@@ -44,6 +44,42 @@ def configure_cpu_isa() -> str:
     return msg
 
 
+THREADS_VAR = "FASTREID_NUM_THREADS"
+# Thread pools that read their size from the environment when their library loads.
+_THREAD_POOL_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "NUMBA_NUM_THREADS")
+
+
+def requested_threads():
+    """FASTREID_NUM_THREADS as a positive int, or None when unset (every library's default)."""
+    value = os.environ.get(THREADS_VAR, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_VAR}={value!r} must be a positive integer (the CPU threads "
+                         "of MindSpore's kernels, BLAS, numba and the evaluation).")
+    return int(value)
+
+
+def configure_thread_env() -> None:
+    """With FASTREID_NUM_THREADS=N, size the BLAS / OpenMP / numba pools to N unless their own
+    variables are set (effective for libraries not loaded yet: fastreid_ms is imported first
+    by its tools); MindSpore's kernels follow in :func:`set_mindspore_context`."""
+    n = requested_threads()
+    if n is None:
+        return
+    for var in _THREAD_POOL_VARS:
+        os.environ.setdefault(var, str(n))
+
+
+def thread_note() -> str:
+    """One line for the environment log."""
+    n = requested_threads()
+    if n is None:
+        return f"library defaults ({THREADS_VAR} unset)"
+    return f"{n} ({THREADS_VAR})"
+
+
 def seed_all_rng(seed: int) -> int:
     """Seed Python, NumPy and MindSpore RNGs; a negative seed draws one. Returns the seed used."""
     if seed is None or seed < 0:
@@ -92,6 +128,13 @@ def set_mindspore_context(device: str, mode: str = "GRAPH", device_id: int = Non
         else:
             ms.set_device(device, device_id)
     ms.set_context(mode=ms.GRAPH_MODE if mode_key == "GRAPH" else ms.PYNATIVE_MODE)
+    threads = requested_threads()
+    if threads is not None and device == "CPU":
+        from mindspore.device_context.cpu import op_tuning
+        try:
+            op_tuning.threads_num(threads)
+        except RuntimeError:  # already set in this process (it may be set only once)
+            pass
 
 
 def _device_already(ms, device: str, device_id: int) -> bool:

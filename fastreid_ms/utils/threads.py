@@ -16,11 +16,15 @@ _BLAS_LOCK = threading.Lock()
 
 
 def default_num_threads():
-    """Worker threads for CPU work: the CPUs this process may use."""
+    """Worker threads for CPU work: the CPUs this process may use, at most
+    FASTREID_NUM_THREADS when that is set."""
+    from .env import requested_threads
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        usable = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        usable = max(1, os.cpu_count() or 1)
+    requested = requested_threads()
+    return usable if requested is None else min(usable, requested)
 
 
 def _find_openblas():
