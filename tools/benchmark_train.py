@@ -8,8 +8,9 @@ backbone trained with cross entropy + global triplet only.
     python tools/benchmark_train.py --small --modes GRAPH --amp O0 O2 --iters 20
     python tools/benchmark_train.py --config-file ... --no-matrix --iters 3   # DMLI cost only
 
-Batches are random tensors shaped like the config's training batch (IMS_PER_BATCH images
-of INPUT.SIZE_TRAIN, P identities x NUM_INSTANCE), so no dataset is needed. Step time is
+Batches are random tensors shaped like one device's training batch (IMS_PER_BATCH / --devices
+images of INPUT.SIZE_TRAIN, P identities x NUM_INSTANCE; --devices defaults to the recipe's,
+e.g. 32 images for the seed's 8-NPU config), so no dataset is needed. Step time is
 the median over --iters timed steps after --warmup steps (wall clock, and the process's CPU
 time, which a busy shared machine disturbs less); compile time is the first step minus the
 median. The DMLI comparison builds both models and alternates their steps, so that a
@@ -46,6 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=5, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     p.add_argument("--num-classes", type=int, default=751, help="classifier size (Market1501: 751)")
+    p.add_argument("--devices", type=int, default=0,
+                   help="devices the global batch is split over (default: RECIPE.NUM_DEVICES "
+                        "of the config, 1 without a recipe); the step runs one device's share")
     p.add_argument("--small", action="store_true",
                    help="ResNet-18 with base width 16 at 128x64 (" + " ".join(SMALL) + ")")
     p.add_argument("--no-matrix", action="store_true", help="skip the mode x AMP table")
@@ -65,6 +69,11 @@ def load_cfg(args):
     cfg.merge_from_list((SMALL if args.small else []) + list(args.opts or []))
     cfg.MODEL.HEADS.NUM_CLASSES = int(args.num_classes)
     cfg.MODEL.BACKBONE.PRETRAIN = False
+    devices = args.devices or (int(cfg.RECIPE.NUM_DEVICES) if cfg.RECIPE.NAME else 1)
+    from fastreid_ms.data.samplers.identity_sampler import check_batch_divisibility
+    ids = check_batch_divisibility(int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.DATALOADER.NUM_INSTANCE),
+                                   devices)
+    cfg.SOLVER.IMS_PER_BATCH = ids * int(cfg.DATALOADER.NUM_INSTANCE)  # one device's batch
     return cfg
 
 
