@@ -1,11 +1,11 @@
 """DefaultTrainer and tools/train_net.py.
 
 In-process tests use a toy model and in-memory loaders (overridden builders); the slow
-tests run tools/train_net.py for real on the synthetic dataset with a tiny ResNet-18:
-a short run, a run killed while writing a checkpoint and resumed, --eval-only, and a
-missing dataset.
+tests run tools/train_net.py for real with AlignedReID++ (the demo config shrunk) on the
+synthetic dataset: a short run, and a run killed mid-epoch and during a checkpoint write,
+resumed each time. --eval-only with re-ranking is in test_training_quality.py. Also: a
+missing dataset and config errors.
 """
-import json
 import os
 import signal
 import subprocess
