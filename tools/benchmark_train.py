@@ -69,8 +69,9 @@ def load_cfg(args):
     cfg.merge_from_list((SMALL if args.small else []) + list(args.opts or []))
     cfg.MODEL.HEADS.NUM_CLASSES = int(args.num_classes)
     cfg.MODEL.BACKBONE.PRETRAIN = False
-    devices = args.devices or (int(cfg.RECIPE.NUM_DEVICES) if cfg.RECIPE.NAME else 1)
     from fastreid_ms.data.samplers.identity_sampler import check_batch_divisibility
+    from fastreid_ms.engine.recipe import recipe_devices
+    devices = args.devices or recipe_devices(cfg)
     ids = check_batch_divisibility(int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.DATALOADER.NUM_INSTANCE),
                                    devices)
     cfg.SOLVER.IMS_PER_BATCH = ids * int(cfg.DATALOADER.NUM_INSTANCE)  # one device's batch

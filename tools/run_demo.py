@@ -56,8 +56,8 @@ def final_evaluation(output_dir: str) -> dict:
     return records[-1]
 
 
-def markdown_table(record: dict, num_query: str = "") -> str:
-    head = f"| Synthetic{num_query} | " + " | ".join(METRICS) + " |"
+def markdown_table(record: dict) -> str:
+    head = "| Synthetic | " + " | ".join(METRICS) + " |"
     rows = [head, "|---" * (len(METRICS) + 1) + "|"]
     for label, prefix in (("global + DMLI local distance", ""), ("after re-ranking", "RK ")):
         if prefix + "mAP" in record:

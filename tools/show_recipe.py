@@ -41,16 +41,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fastreid_ms.config import get_cfg
-    from fastreid_ms.data.samplers.identity_sampler import check_batch_divisibility
-    from fastreid_ms.engine.recipe import recipe_report, sampler_iterations
+    from fastreid_ms.data.samplers.identity_sampler import (check_batch_divisibility,
+                                                           epoch_iterations)
+    from fastreid_ms.engine.recipe import recipe_devices, recipe_report
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    devices = args.devices or (int(cfg.RECIPE.NUM_DEVICES) if cfg.RECIPE.NAME else 1)
+    devices = args.devices or recipe_devices(cfg)
     num_ids = args.num_ids or training_ids(cfg)
     ids_per_device = check_batch_divisibility(int(cfg.SOLVER.IMS_PER_BATCH),
                                               int(cfg.DATALOADER.NUM_INSTANCE), devices)
-    iters = int(cfg.SOLVER.ITERS_PER_EPOCH) or sampler_iterations(num_ids, devices, ids_per_device)
+    iters = int(cfg.SOLVER.ITERS_PER_EPOCH) or epoch_iterations(num_ids, devices, ids_per_device)
     table, differences = recipe_report(cfg, num_ids, devices, iters)
     print(f"{args.config_file} on {devices} device(s), {num_ids} training identities:")
     print(table)

@@ -14,6 +14,8 @@ from typing import List, Optional
 
 from tabulate import tabulate
 
+from ..data.samplers.identity_sampler import epoch_iterations
+
 
 @dataclass(frozen=True)
 class RunShape:
@@ -41,9 +43,9 @@ class RunShape:
         return f"{self.per_device} ({self.ids_per_device} x {self.num_instance})"
 
 
-def sampler_iterations(num_ids: int, devices: int, ids_per_device: int) -> int:
-    """Iterations of one identity-sampler pass: (num_ids // devices) // P."""
-    return (int(num_ids) // int(devices)) // max(int(ids_per_device), 1)
+def recipe_devices(cfg) -> int:
+    """The devices a config is meant for: RECIPE.NUM_DEVICES, 1 without a recipe."""
+    return int(cfg.RECIPE.NUM_DEVICES) if cfg.RECIPE.NAME else 1
 
 
 def recipe_shape(cfg, num_ids: int) -> Optional[RunShape]:
@@ -56,15 +58,16 @@ def recipe_shape(cfg, num_ids: int) -> Optional[RunShape]:
         raise ValueError(f"RECIPE '{r.NAME}' is inconsistent: RECIPE.IMS_PER_BATCH ({batch}) must "
                          f"be a multiple of RECIPE.NUM_INSTANCE ({k}) x RECIPE.NUM_DEVICES "
                          f"({devices}).")
-    iters = int(cfg.SOLVER.ITERS_PER_EPOCH) or sampler_iterations(num_ids, devices,
-                                                                  batch // devices // k)
+    iters = int(cfg.SOLVER.ITERS_PER_EPOCH) or epoch_iterations(num_ids, devices,
+                                                                batch // devices // k)
     return RunShape(devices, batch, k, iters, int(r.MAX_EPOCH))
 
 
 def run_shape(cfg, world_size: int, iters_per_epoch: int) -> RunShape:
     """This run, from the config, the device count and the loader's iterations per epoch."""
-    return RunShape(int(world_size), int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.DATALOADER.NUM_INSTANCE),
-                    int(iters_per_epoch), int(cfg.SOLVER.MAX_EPOCH))
+    return RunShape(int(world_size), int(cfg.SOLVER.IMS_PER_BATCH),
+                    int(cfg.DATALOADER.NUM_INSTANCE), int(iters_per_epoch),
+                    int(cfg.SOLVER.MAX_EPOCH))
 
 
 _ROWS = (("devices", lambda s: str(s.devices)),

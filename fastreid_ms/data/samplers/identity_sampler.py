@@ -25,6 +25,12 @@ def check_batch_divisibility(batch_size: int, num_instances: int, world_size: in
     return batch_size // unit
 
 
+def epoch_iterations(num_ids: int, world_size: int, ids_per_batch: int) -> int:
+    """Batches of one pass on each rank: every rank takes ``num_ids // world_size``
+    identities, a batch holds ``ids_per_batch`` (P) of them."""
+    return (int(num_ids) // int(world_size)) // max(int(ids_per_batch), 1)
+
+
 @SAMPLER_REGISTRY.register()
 class IdentitySampler:
     """Dataset indices for one epoch on one rank, in batches of P ids x K instances.
@@ -60,8 +66,7 @@ class IdentitySampler:
             index_of[int(item[1])].append(index)
         self.pids = np.array(sorted(index_of), dtype=np.int64)
         self.index_of = {pid: np.array(idx, dtype=np.int64) for pid, idx in index_of.items()}
-        ids_per_rank = len(self.pids) // self.world_size
-        self.num_batches = ids_per_rank // self.ids_per_batch
+        self.num_batches = epoch_iterations(len(self.pids), self.world_size, self.ids_per_batch)
         if self.num_batches == 0:
             raise ValueError(
                 f"The training set has {len(self.pids)} identities: too few for one batch of "
