@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import get_cfg
 from ..utils import comm
+from ..utils.blas import BLAS_NOTE
 from ..utils.env import (CPU_ISA_NOTE, resolve_device, seed_all_rng, set_mindspore_context,
                          thread_note)
 from ..utils.file_io import atomic_write_text
@@ -77,6 +78,7 @@ def collect_env_info(device: str) -> str:
         f"NumPy: {np.__version__}",
         f"Device target: {device}",
         f"CPU kernels: {CPU_ISA_NOTE['message']}",
+        f"NumPy BLAS: {BLAS_NOTE['message']}",
         f"CPU threads: {thread_note()}",
     ]
     return "\n".join(lines)
