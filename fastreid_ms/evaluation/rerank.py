@@ -226,9 +226,9 @@ def _jaccard_block(vq, vg_csc, num_gallery):
 
 def _blend_rows(vq_ptr, vq_idx, vq_val, vg_ptr, vg_idx, vg_val, original, row_max, lam, out):
     """Jaccard distance of each query row of V (CSR) to every gallery row (V's gallery part as
-    CSC: for each column k, the gallery rows with V[g, k] != 0), blended with the original
-    distance: out = float32(jaccard * (1 - lam)) + original / row_max * float32(lam)."""
-    b, num_gallery = out.shape
+    CSC: for each column k, the gallery rows with V[g, k] != 0), blended with each of c original
+    distances (c, b, G): out[c] = float32(jaccard * (1 - lam)) + original[c] / row_max * lam."""
+    num_orig, b, num_gallery = out.shape
     inter = np.zeros(num_gallery, dtype=np.float64)
     lam32 = np.float32(lam)
     for r in range(b):
@@ -240,8 +240,9 @@ def _blend_rows(vq_ptr, vq_idx, vq_val, vg_ptr, vg_idx, vg_val, original, row_ma
                 g = vg_idx[z]
                 inter[g] += min(w, vg_val[z])
         for g in range(num_gallery):
-            jac = 1.0 - inter[g] / (2.0 - inter[g])
-            out[r, g] = np.float32(jac * (1.0 - lam)) + original[r, g] / row_max[r] * lam32
+            jac = np.float32((1.0 - inter[g] / (2.0 - inter[g])) * (1.0 - lam))
+            for c in range(num_orig):
+                out[c, r, g] = jac + original[c, r, g] / row_max[r] * lam32
 
 
 _blend_jit = numba.njit(nogil=True, cache=True)(_blend_rows) if numba is not None else None
@@ -255,7 +256,9 @@ def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20,
         first), nearest first, K >= max(k1 + 1, k2) (or n);
     row_max: (n,) maximum raw distance of each row (the normaliser of the published code);
     pair_dist(i, j): raw distances of the pairs (i[t], j[t]) (row i of the transposed matrix);
-    query_dist(start, stop): (stop-start, num_gallery) raw distances of query rows;
+    query_dist(start, stop): (stop-start, num_gallery) raw distances of query rows; or a list
+        of such callables, each blended with the same Jaccard distances (for instance lower and
+        upper bounds of the distance): then a list of outputs, one per callable;
     kernel: "numba" (compiled Jaccard + blend, query blocks in threads), "numpy" or None
     (rerank_kernel(): FASTREID_RERANK_KERNEL, else numba where it imports).
     """
@@ -284,23 +287,25 @@ def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20,
     vg_csc.sort_indices()
 
     lam = np.float32(lambda_value)
-    out = np.empty((num_query, num_gallery), dtype=np.float32)
-    qb = max(1, _BLOCK_ELEMENTS // max(num_gallery, 1))
+    several = isinstance(query_dist, (list, tuple))
+    dists = list(query_dist) if several else [query_dist]
+    out = np.empty((len(dists), num_query, num_gallery), dtype=np.float32)
+    qb = max(1, _BLOCK_ELEMENTS // max(num_gallery * len(dists), 1))
     compiled = rerank_kernel(kernel) == "numba"
 
     def work(s):
         e = min(s + qb, num_query)
-        original = np.ascontiguousarray(query_dist(s, e), dtype=np.float32)
+        original = np.stack([np.asarray(fn(s, e), dtype=np.float32) for fn in dists])
         if compiled:
             vb = vq[s:e]
             _blend_jit(vb.indptr, vb.indices, vb.data, vg_csc.indptr, vg_csc.indices,
-                       vg_csc.data, original, row_max[s:e], float(lambda_value), out[s:e])
+                       vg_csc.data, original, row_max[s:e], float(lambda_value), out[:, s:e])
             return
         inter = _jaccard_block(vq[s:e], vg_csc, num_gallery)
-        jaccard = 1.0 - inter / (2.0 - inter)
-        out[s:e] = ((jaccard * (1.0 - lambda_value)).astype(np.float32)
-                    + original / row_max[s:e, None] * lam)
+        jaccard = (1.0 - inter / (2.0 - inter)) * (1.0 - lambda_value)
+        out[:, s:e] = (jaccard.astype(np.float32)[None]
+                       + original / row_max[None, s:e, None] * lam)
 
     # The query_dist callback may not be thread-safe in general; ours are array views.
     run_tasks([(s,) for s in range(0, num_query, qb)], work, None if compiled else 1)
-    return out
+    return list(out) if several else out[0]

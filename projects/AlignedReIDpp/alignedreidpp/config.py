@@ -28,3 +28,9 @@ def add_alignedreid_config(cfg):
     cfg.TEST.LOCAL = CN()
     # True: DMLI shortest-path alignment; False: the unaligned sum of part distances.
     cfg.TEST.LOCAL.ALIGNED = True
+    # Exact evaluation with pruning (pruning.py): bounds of every pair's DMLI from the parts
+    # projected onto PRUNE_DIM principal directions (0: dmli_bounds.auto_rank), the exact
+    # DMLI only where a metric or the re-ranking can depend on it. Same metrics as False
+    # (which computes every pair); applies when TEST.RERANK.CANDIDATES is 0.
+    cfg.TEST.LOCAL.PRUNE = True
+    cfg.TEST.LOCAL.PRUNE_DIM = 0

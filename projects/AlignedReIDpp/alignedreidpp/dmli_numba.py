@@ -23,7 +23,7 @@ try:
 except ImportError:  # pragma: no cover - the numpy path remains
     numba = None
 
-__all__ = ["AVAILABLE", "block_paths", "pair_paths", "tanh_sqrt"]
+__all__ = ["AVAILABLE", "block_bounds", "block_paths", "pair_paths", "tanh_sqrt"]
 
 AVAILABLE = numba is not None
 
@@ -95,6 +95,72 @@ def _block_paths(g, m, n, aligned, out):
         for b in range(by):
             out[a, b] = last[b]
 
+
+def _path_rows(cost, row, by, n, first):
+    """One row of the path recursion over n cells, vectorised over the by pairs: row (n*by,)
+    holds the best path lengths of the previous row (overwritten); cost (n*by,) this row's."""
+    if first:
+        for b in range(by):
+            row[b] = cost[b]
+        for j in range(1, n):
+            cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
+            cc = cost[j * by:(j + 1) * by]
+            for b in range(by):
+                cur[b] = prev[b] + cc[b]
+    else:
+        for b in range(by):
+            row[b] += cost[b]
+        for j in range(1, n):
+            cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
+            cc = cost[j * by:(j + 1) * by]
+            for b in range(by):
+                cur[b] = min(cur[b], prev[b]) + cc[b]
+
+
+def _block_bounds(g, x_shift_lo, x_shift_hi, x_cross, y_shift_lo, y_shift_hi, y_cross, m, n,
+                  aligned, lo_out, hi_out):
+    """Lower and upper DMLI bounds of one block of projected part distances.
+
+    g (bx*m, n*by) float32 in the part-major column order of ``_block_paths``: ||P a - P b||^2 / 4
+    of the projected parts. Per part of x (bx*m,) and of y (n*by,, part-major): shift_lo =
+    rho^2 / 4 - tau, shift_hi = rho^2 / 4 + tau, cross = rho / sqrt(2), where rho is the norm
+    of the part's residual outside the projection and tau a rounding allowance. Then
+        ||a - b||^2 / 4 >= g + x_shift_lo + y_shift_lo - x_cross * y_cross   (lower cell)
+        ||a - b||^2 / 4 <= g + x_shift_hi + y_shift_hi + x_cross * y_cross   (upper cell)
+    and the path (or diagonal sum) through tanh(sqrt(.)) of each gives lo_out / hi_out (bx, by).
+    """
+    bx, by = lo_out.shape
+    row_lo = np.empty(n * by, dtype=np.float32)
+    row_hi = np.empty(n * by, dtype=np.float32)
+    cost_lo = np.empty(n * by, dtype=np.float32)
+    cost_hi = np.empty(n * by, dtype=np.float32)
+    for a in range(bx):
+        if not aligned:
+            for b in range(by):
+                lo_out[a, b] = _ZERO
+                hi_out[a, b] = _ZERO
+        for i in range(m):
+            r = a * m + i
+            src = g[r]
+            slo, shi, cr = x_shift_lo[r], x_shift_hi[r], x_cross[r]
+            for jb in range(n * by):
+                cross = cr * y_cross[jb]
+                cost_lo[jb] = _cost(src[jb] + slo + y_shift_lo[jb] - cross)
+                cost_hi[jb] = _cost(src[jb] + shi + y_shift_hi[jb] + cross)
+            if not aligned:
+                base = i * by
+                for b in range(by):
+                    lo_out[a, b] += cost_lo[base + b]
+                    hi_out[a, b] += cost_hi[base + b]
+                continue
+            _path_rows(cost_lo, row_lo, by, n, i == 0)
+            _path_rows(cost_hi, row_hi, by, n, i == 0)
+        if aligned:
+            for b in range(by):
+                lo_out[a, b] = row_lo[(n - 1) * by + b]
+                hi_out[a, b] = row_hi[(n - 1) * by + b]
+
+
 def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
     """DMLI of the pairs (x[i[t]], y[j[t]]): x (M, m, C), y (N, n, C) float32, x_sq (M, m) /
     y_sq (N, n) squared part norms, i, j (T,) int64 -> out (T,) float32.
@@ -158,7 +224,10 @@ if AVAILABLE:
     block_paths = numba.njit(**_jit)(_block_paths)
     tanh_sqrt = numba.njit(**_jit)(_tanh_sqrt)
     pair_paths = numba.njit(**_jit)(_pair_paths)
+    _path_rows = numba.njit(inline="always", fastmath=True, error_model="numpy")(_path_rows)
+    block_bounds = numba.njit(**_jit)(_block_bounds)
 else:  # pragma: no cover
+    block_bounds = None
     block_paths = None
     tanh_sqrt = None
     pair_paths = None

@@ -29,6 +29,8 @@ from fastreid_ms.evaluation.reid_evaluation import ReidEvaluator, pairwise_featu
 from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 
 from .dmli import dmli_distance, dmli_distance_symmetric, dmli_pairs, dmli_symmetric_blocks
+from .dmli_bounds import MIN_PRUNE_CHANNELS, auto_rank
+from .pruning import PrunedEvaluation
 
 logger = logging.getLogger("fastreid_ms")
 
@@ -207,8 +209,55 @@ class AlignedReIDEvaluator(ReidEvaluator):
             d = d + glob.ravel()[first]
         lists.add_pairs(nq + rows, nq + cols, d, symmetric=True)
 
+    # --------------------------------------------------------------------------- pruned path
+    def _use_pruning(self):
+        local = self.cfg.TEST.LOCAL
+        return (bool(local.get("PRUNE", False)) and self._mode() != "global"
+                and int(self.cfg.TEST.RERANK.CANDIDATES) == 0)
+
+    def _evaluate_pruned(self):
+        """evaluate() with TEST.LOCAL.PRUNE: the same metrics, DMLI computed only where they
+        depend on it (pruning.py); ``prune_stats`` tells how many pairs were computed."""
+        self.timings = {}
+        feats, pids, camids, nq = self._collect()
+        dim = int(self.cfg.TEST.LOCAL.get("PRUNE_DIM", 0))
+        if dim <= 0 and auto_rank(self._local_features(feats).shape[2]) == 0:
+            logger.info("TEST.LOCAL.PRUNE: parts of %d channels, below %d: every pair's DMLI "
+                        "is computed (cheaper there)", feats["local"].shape[2], MIN_PRUNE_CHANNELS)
+            return ReidEvaluator.evaluate(self)
+        mode = self._mode()
+        self._mode_cache = mode
+        t = time.perf_counter()
+        self._cached_global = self._global_features(feats, nq) if mode != "local" else None
+        self._cached_local = self._local_features(feats)
+        self._tick("features", t)
+        run = PrunedEvaluation(self._cached_global, self._cached_local, nq, pids, camids,
+                               self._pair_distance, self._metric(),
+                               aligned=bool(self.cfg.TEST.LOCAL.ALIGNED),
+                               rank=int(self.cfg.TEST.LOCAL.get("PRUNE_DIM", 0)),
+                               block_size=self._block_size())
+        rk = self.cfg.TEST.RERANK
+        rerank = (rk.K1, rk.K2, rk.LAMBDA) if rk.ENABLED else None
+        results = run.evaluate(lambda m, prefix: self._rank_metrics(m, pids, camids, nq, prefix),
+                               rerank)
+        for key, value in run.timings.items():
+            self.timings[key] = self.timings.get(key, 0.0) + value
+        self.prune_stats = dict(run.stats)
+        logger.info("Evaluated %d queries x %d gallery samples with pruning (projection on %d "
+                    "of %d dims, %.4f of the energy): exact distances of %d pairs, %.3f%% of %d; "
+                    "seconds by stage: %s", nq, pids.shape[0] - nq, run.stats["projection_rank"],
+                    self._cached_local.shape[2], run.stats["projection_energy"],
+                    run.stats["pairs_computed"], 100 * run.stats["fraction_computed"],
+                    run.stats["pairs_total"],
+                    ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()))
+        return results
+
     def evaluate(self):
+        self.prune_stats = None
         try:
+            if self._use_pruning():
+                return self._evaluate_pruned()
             return super().evaluate()
         finally:
             self._cached_local = None
+            self._cached_global = None

@@ -1,0 +1,253 @@
+"""Two-sided bounds of the DMLI distance from a low-dimensional projection of the parts.
+
+For an orthonormal basis V (C, r) of the parts' principal subspace, each part a splits into
+its projection z = a V and a residual of norm rho = sqrt(||a||^2 - ||z||^2). For two parts,
+
+    ||z_a - z_b||^2 + (rho_a - rho_b)^2  <=  ||a - b||^2  <=  ||z_a - z_b||^2 + (rho_a + rho_b)^2
+
+(the residuals are orthogonal to the subspace; the triangle inequality bounds the norm of their
+difference). tanh(sqrt(.) / 2) is increasing and so is the shortest right/down path (or the
+diagonal sum) in every cell, so the cell bounds give DMLI bounds: lo <= DMLI <= hi. An r-dim
+product costs r / C of the exact one, so the bounds of every pair are cheap, and the exact DMLI
+is needed only for pairs whose bounds leave a result open (see pruning.py).
+
+Rounding: the exact kernels compute ||a - b||^2 / 4 with a float32 GEMM of C + 2 terms, so
+their value may differ from the real one by up to (C + 2) u (||a||^2 + ||b||^2) / 2 (u =
+2^-24, the worst-case bound of a float32 sum); ``tau`` widens every cell by that much (plus the
+projection's own rounding), and ``PATH_SLACK`` (per path cell) covers the tanh approximation, so
+the bounds hold for the computed values, not only for the real ones.
+"""
+import threading
+
+import numpy as np
+
+from fastreid_ms.utils.threads import default_num_threads, run_tasks
+
+from . import dmli_numba
+from .dmli import _augment, _check
+
+__all__ = ["PartProjection", "dmli_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
+           "PATH_SLACK"]
+
+# Allowance per path cell for the tanh approximation and the path sum's rounding (absolute).
+PATH_SLACK = 1e-5
+_UNIT_ROUNDOFF = 2.0 ** -24
+_BLOCK_CELLS = 1 << 19
+_FIT_SAMPLES = 16384
+
+
+# Below this part size the exhaustive DMLI is cheaper than bounds + exact pairs (measured:
+# tools/benchmark_eval.py at 8 x 128, where the bounds of a 1/16 projection hold 74 % of the
+# energy and leave most pairs open).
+MIN_PRUNE_CHANNELS = 512
+
+
+def auto_rank(channels):
+    """Projection rank used when TEST.LOCAL.PRUNE_DIM is 0: a sixteenth of the part size
+    (128 for the backbone's 2048-channel parts), or 0 (no pruning) below
+    MIN_PRUNE_CHANNELS channels."""
+    if channels < MIN_PRUNE_CHANNELS:
+        return 0
+    return int(min(256, channels // 16))
+
+
+class PartProjection:
+    """The principal subspace of a set of parts and every part's coordinates in it.
+
+    parts (N, P, C) float32 -> ``coords`` (N, P, r) float32, ``residual`` (N, P) float32 norm
+    of each part outside the subspace, ``sq_norm`` (N, P) float32 ||part||^2. The basis is the
+    top-r eigenvectors of the uncentred second moment of (a sample of) the parts, so the
+    projection captures as much of the parts' energy as an r-dim subspace can; ``energy`` is
+    the captured fraction on that sample.
+    """
+
+    def __init__(self, parts, rank, seed=0):
+        parts = np.asarray(parts, dtype=np.float32)
+        n, p, c = parts.shape
+        self.rank = int(max(1, min(int(rank), c)))
+        flat = parts.reshape(-1, c)
+        rng = np.random.default_rng(seed)
+        sample = flat if flat.shape[0] <= _FIT_SAMPLES else \
+            flat[np.sort(rng.choice(flat.shape[0], _FIT_SAMPLES, replace=False))]
+        self.basis = _principal_basis(sample, self.rank, rng)                    # (C, r)
+        self.coords = np.empty((n * p, self.rank), dtype=np.float32)
+        sq = np.empty(n * p, dtype=np.float64)
+        zsq = np.empty(n * p, dtype=np.float64)
+        for s in range(0, n * p, 65536):                 # float64 norms, chunk by chunk
+            e = min(s + 65536, n * p)
+            self.coords[s:e] = flat[s:e] @ self.basis
+            chunk = flat[s:e].astype(np.float64)
+            sq[s:e] = np.einsum("ij,ij->i", chunk, chunk)
+            z = self.coords[s:e].astype(np.float64)
+            zsq[s:e] = np.einsum("ij,ij->i", z, z)
+        self.coords = self.coords.reshape(n, p, self.rank)
+        self.energy = float(zsq.sum() / max(sq.sum(), 1e-30))
+        self.sq_norm = sq.astype(np.float32).reshape(n, p)
+        self.residual = np.sqrt(np.maximum(sq - zsq, 0.0)).astype(np.float32).reshape(n, p)
+        # Rounding allowance per part in units of ||a - b||^2 / 4: the exact GEMM's worst case,
+        # the projection's (r terms, a float32 basis orthonormal to ~ sqrt(C) u) and the
+        # residual's (||a||^2 - ||z||^2 cancels when the residual is small).
+        coef = ((c + self.rank + 16) * _UNIT_ROUNDOFF + 4.0 * np.sqrt(c) * _UNIT_ROUNDOFF)
+        self.tau = (coef * sq / 2.0 / 4.0 + 1e-7).astype(np.float32).reshape(n, p)
+
+    def part_terms(self, rows):
+        """(shift_lo, shift_hi, cross) per part of the samples ``rows`` (a slice), flattened
+        to (len * P,) float32, as dmli_numba.block_bounds takes them."""
+        rho = self.residual[rows].reshape(-1).astype(np.float64)
+        tau = self.tau[rows].reshape(-1).astype(np.float64)
+        quarter = rho * rho / 4.0
+        return ((quarter - tau).astype(np.float32), (quarter + tau).astype(np.float32),
+                (rho / np.sqrt(2.0)).astype(np.float32))
+
+
+def _principal_basis(sample, rank, rng):
+    """(C, rank) float32 orthonormal basis of the top principal directions (uncentred) of
+    ``sample`` (S, C): exact eigenvectors for C <= 512, else a randomised range finder with
+    two power iterations (any orthonormal basis gives valid bounds; a better one, tighter)."""
+    c = sample.shape[1]
+    x = sample.astype(np.float32)
+    if c <= 512 or rank * 4 >= c:
+        evals, evecs = np.linalg.eigh((x.T @ x).astype(np.float64))
+        return np.ascontiguousarray(evecs[:, np.argsort(evals)[::-1][:rank]], dtype=np.float32)
+    width = min(c, rank + 32)
+    omega = rng.standard_normal((c, width)).astype(np.float32)
+    q = np.linalg.qr((x.T @ (x @ omega)).astype(np.float64))[0]
+    for _ in range(2):
+        q32 = q.astype(np.float32)
+        q = np.linalg.qr((x.T @ (x @ q32)).astype(np.float64))[0]
+    _, _, vt = np.linalg.svd((x @ q.astype(np.float32)).astype(np.float64), full_matrices=False)
+    basis = q @ vt.T[:, :rank]
+    basis = np.linalg.qr(basis)[0]              # orthonormal to float64 rounding
+    return np.ascontiguousarray(basis, dtype=np.float32)
+
+
+class _BoundRunner:
+    """Bounds of x-samples (rows) against y-samples (columns) block by block, the columns of
+    ``col_block`` samples stored part-major as in dmli._BlockRunner."""
+
+    def __init__(self, proj, x_rows, y_rows, aligned, col_block):
+        self.m = self.n = proj.coords.shape[1]
+        self.aligned = bool(aligned)
+        self.col_block = int(col_block)
+        xz = proj.coords[x_rows]
+        yz = proj.coords[y_rows]
+        self.xa = _augment(xz.reshape(-1, xz.shape[2]), True)
+        ya = _augment(yz.reshape(-1, yz.shape[2]), False)
+        self.x_terms = proj.part_terms(x_rows)
+        y_terms = proj.part_terms(y_rows)
+        num_y, n = yz.shape[0], self.n
+        perm = np.empty(num_y * n, dtype=np.int64)
+        for t in range(0, num_y, col_block):
+            u = min(t + col_block, num_y)
+            perm[t * n:u * n] = (np.arange(t, u)[None, :] * n + np.arange(n)[:, None]).ravel()
+        self.ya = ya[perm]
+        self.y_terms = tuple(np.ascontiguousarray(v[perm]) for v in y_terms)
+        self._local = threading.local()
+
+    def _buffer(self, rows, cols):
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.size < rows * cols:
+            buf = np.empty(max(rows * cols, _BLOCK_CELLS), dtype=np.float32)
+            self._local.buf = buf
+        return buf[: rows * cols].reshape(rows, cols)
+
+    def block(self, s, e, t, u, lo_out, hi_out):
+        """Bounds of x[s:e] against y[t:u] into lo_out / hi_out (e-s, u-t) float32."""
+        m, n = self.m, self.n
+        if t % self.col_block:
+            raise ValueError(f"Column block start {t} is not a multiple of {self.col_block}")
+        g = self._buffer((e - s) * m, (u - t) * n)
+        np.matmul(self.xa[s * m:e * m], self.ya[t * n:u * n].T, out=g)
+        xs = slice(s * m, e * m)
+        ys = slice(t * n, u * n)
+        dmli_numba.block_bounds(g, self.x_terms[0][xs], self.x_terms[1][xs],
+                                self.x_terms[2][xs], self.y_terms[0][ys], self.y_terms[1][ys],
+                                self.y_terms[2][ys], m, n, self.aligned, lo_out, hi_out)
+        slack = np.float32(PATH_SLACK * (m + n))
+        lo_out -= slack
+        hi_out += slack
+
+
+def _block_shape(m, n, num_rows, num_cols):
+    bm = max(1, min(num_rows, 32))
+    bn = max(1, min(num_cols, _BLOCK_CELLS // max(1, bm * m * n)))
+    return bm, bn
+
+
+def _require_kernel():
+    if not dmli_numba.AVAILABLE:
+        raise ValueError("DMLI bounds need the numba package (pip install numba); set "
+                         "TEST.LOCAL.PRUNE False to evaluate without pruning")
+
+
+def dmli_bounds(proj, x_rows, y_rows, aligned=True, num_threads=None):
+    """(lo, hi) (M, N) float32 DMLI bounds of the samples x_rows (M) against y_rows (N) of
+    ``proj`` (slices of its samples)."""
+    _require_kernel()
+    num_x = proj.coords[x_rows].shape[0]
+    num_y = proj.coords[y_rows].shape[0]
+    lo = np.empty((num_x, num_y), dtype=np.float32)
+    hi = np.empty((num_x, num_y), dtype=np.float32)
+    if num_x == 0 or num_y == 0:
+        return lo, hi
+    m = proj.coords.shape[1]
+    bm, bn = _block_shape(m, m, num_x, num_y)
+    runner = _BoundRunner(proj, x_rows, y_rows, aligned, bn)
+
+    def work(s):
+        e = min(s + bm, num_x)
+        for t in range(0, num_y, bn):
+            u = min(t + bn, num_y)
+            blo = np.empty((e - s, u - t), np.float32)
+            bhi = np.empty((e - s, u - t), np.float32)
+            runner.block(s, e, t, u, blo, bhi)
+            lo[s:e, t:u] = blo
+            hi[s:e, t:u] = bhi
+
+    run_tasks([(s,) for s in range(0, num_x, bm)], work, num_threads or default_num_threads())
+    return lo, hi
+
+
+def dmli_bounds_symmetric_blocks(proj, rows, consume, aligned=True, tile_size=2048,
+                                 num_threads=None):
+    """Bounds of the samples ``rows`` (a slice of ``proj``) against themselves, tile by tile on
+    and above the diagonal: ``consume(s, e, t, u, lo, hi)`` (indices relative to ``rows``,
+    t >= s) is called from worker threads; in tiles on the diagonal (t == s) only the entries
+    with row <= column are meaningful (the others are NaN)."""
+    _require_kernel()
+    num = proj.coords[rows].shape[0]
+    if num == 0:
+        return
+    m = proj.coords.shape[1]
+    bm, bn = _block_shape(m, m, num, num)
+    bn = max(bm, (bn // bm) * bm)
+    tile = max(bn, (int(tile_size) // bn) * bn)
+    runner = _BoundRunner(proj, rows, rows, aligned, bn)
+
+    def work(s, t):
+        e, u = min(s + tile, num), min(t + tile, num)
+        lo = np.empty((e - s, u - t), dtype=np.float32)
+        hi = np.empty((e - s, u - t), dtype=np.float32)
+        for a in range(s, e, bm):
+            b = min(a + bm, e)
+            for c in range(t, u, bn):
+                d = min(c + bn, u)
+                if d <= a:
+                    lo[a - s:b - s, c - t:d - t] = np.nan
+                    hi[a - s:b - s, c - t:d - t] = np.nan
+                else:
+                    blo = np.empty((b - a, d - c), np.float32)
+                    bhi = np.empty((b - a, d - c), np.float32)
+                    runner.block(a, b, c, d, blo, bhi)
+                    lo[a - s:b - s, c - t:d - t] = blo
+                    hi[a - s:b - s, c - t:d - t] = bhi
+        consume(s, e, t, u, lo, hi)
+
+    tasks = [(s, t) for s in range(0, num, tile) for t in range(s, num, tile)]
+    run_tasks(tasks, work, num_threads or default_num_threads())
+
+
+def check_parts(parts, aligned):
+    """Validated float32 (N, P, C) parts (the same checks as the exact DMLI functions)."""
+    parts, _ = _check(parts, parts, aligned)
+    return parts

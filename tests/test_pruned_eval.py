@@ -1,0 +1,220 @@
+"""Exact evaluation with pruning (TEST.LOCAL.PRUNE): bounds, the open-pair rule and the whole
+pipeline against an exhaustive computation of the same distance on every pair."""
+import numpy as np
+import pytest
+
+import projects.AlignedReIDpp.alignedreidpp  # noqa: F401  (keys and evaluator)
+from fastreid_ms.config import get_cfg
+from fastreid_ms.evaluation import build_evaluator
+from fastreid_ms.evaluation.bounded_rank import match_masks, open_pairs
+from fastreid_ms.evaluation.rank import evaluate_rank
+from fastreid_ms.evaluation.rerank import re_ranking
+from fastreid_ms.utils.blas import blas_core_for
+from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
+from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (PartProjection, auto_rank,
+                                                              dmli_bounds)
+from projects.AlignedReIDpp.alignedreidpp.pruning import ExactPairCache
+
+
+def _parts(rng, n, channels, power=1.5, noise=0.3, ids=None):
+    """Unit parts (n, 8, C) with a decaying spectrum; ``ids`` share prototypes."""
+    ids = np.arange(n) if ids is None else ids
+    proto = rng.standard_normal((ids.max() + 1, 8, channels)).astype(np.float32)
+    x = proto[ids] + noise * rng.standard_normal((n, 8, channels)).astype(np.float32)
+    x *= np.arange(1, channels + 1, dtype=np.float32) ** (-power / 2)
+    return x / np.linalg.norm(x, axis=2, keepdims=True)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("rank", [1, 6, 24])
+def test_bounds_hold_for_the_computed_dmli(aligned, rank):
+    rng = np.random.default_rng(rank)
+    x = _parts(rng, 120, 48)
+    x[7] = x[3]                                          # identical samples: d ~ 0
+    x[9] = 5.0 * x[2]                                    # not unit norm
+    proj = PartProjection(x, rank)
+    lo, hi = dmli_bounds(proj, slice(0, 120), slice(0, 120), aligned)
+    exact = dmli_distance(x, x, aligned=aligned)
+    pairs = dmli_pairs(x, x, *np.triu_indices(120), aligned=aligned)
+    assert (lo <= exact).all() and (exact <= hi).all()
+    upper = np.triu_indices(120)
+    assert (lo[upper] <= pairs).all() and (pairs <= hi[upper]).all()
+    # The bounds tighten as the projection holds more of the energy; full rank is (nearly) exact.
+    full = PartProjection(x, 48)
+    flo, fhi = dmli_bounds(full, slice(0, 120), slice(0, 120), aligned)
+    assert (fhi - flo).mean() < 0.2 * (hi - lo).mean() or rank == 24
+    # Full rank: only the rounding allowance is left (largest for cells near d = 0, where the
+    # square root magnifies it, and for the sample of norm 5).
+    assert np.median(fhi - exact) < 1e-3 and np.abs(fhi - exact).max() < 0.1
+
+
+def test_projection_residual_and_energy():
+    rng = np.random.default_rng(0)
+    x = _parts(rng, 50, 600)                             # > 512 channels: randomised basis
+    proj = PartProjection(x, 32)
+    assert proj.basis.shape == (600, 32)
+    np.testing.assert_allclose(proj.basis.T @ proj.basis, np.eye(32), atol=1e-5)
+    recon = np.einsum("npr,cr->npc", proj.coords, proj.basis)
+    np.testing.assert_allclose(np.linalg.norm(x - recon, axis=2), proj.residual, atol=1e-4)
+    exact = PartProjection(x[:, :, :500], 32)           # eigen path on 500 channels
+    assert 0.5 < proj.energy <= 1.0 and 0.5 < exact.energy <= 1.0
+    assert auto_rank(2048) == 128 and auto_rank(128) == 0
+
+
+def test_open_pairs_matches_a_loop():
+    rng = np.random.default_rng(3)
+    q, g = 9, 40
+    lo = rng.random((q, g)).astype(np.float32)
+    hi = lo + 0.3 * rng.random((q, g)).astype(np.float32)
+    values = rng.random((q, g)).astype(np.float32)
+    q_pids, g_pids = rng.integers(0, 4, q), rng.integers(0, 4, g)
+    q_cams, g_cams = rng.integers(0, 2, q), rng.integers(0, 2, g)
+    positive, valid = match_masks(q_pids, g_pids, q_cams, g_cams)
+    out = open_pairs(lo, hi, values, positive, valid)
+    for r in range(q):
+        pos = values[r][positive[r]]
+        for j in range(g):
+            want = (valid[r, j] and not positive[r, j]
+                    and bool(((pos >= lo[r, j]) & (pos <= hi[r, j])).any()))
+            assert out[r, j] == want
+
+
+def test_exact_pair_cache_computes_each_pair_once():
+    calls = []
+
+    def compute(i, j):
+        calls.append(len(i))
+        assert (i <= j).all()
+        return (i * 100 + j).astype(np.float32)
+
+    cache = ExactPairCache(50, compute)
+    a = cache(np.array([3, 7, 7, 2]), np.array([5, 1, 1, 2]))
+    np.testing.assert_array_equal(a, [305, 107, 107, 202])
+    b, new, vals = cache(np.array([5, 9, 1]), np.array([3, 9, 7]), return_new=True)
+    np.testing.assert_array_equal(b, [305, 909, 107])
+    np.testing.assert_array_equal(new, [9 * 50 + 9])
+    assert calls == [3, 1] and cache.computed == 4
+
+
+def _dataset(rng, num_query, num_gallery, channels):
+    """Features with identities, ties (a duplicated gallery sample), distractors and junk."""
+    n = num_query + num_gallery
+    ids = rng.integers(1, 12, n)
+    pids = ids.copy()
+    pids[num_query + 5:num_query + 9] = 0                 # distractors
+    pids[num_query + 9:num_query + 11] = -1               # junk (left out by the evaluator)
+    camids = rng.integers(0, 3, n)
+    local = _parts(rng, n, channels, ids=ids)
+    glob = local.mean(axis=1) + 0.2 * rng.standard_normal((n, channels)).astype(np.float32)
+    local[num_query + 1] = local[num_query + 0]           # tie in the local part
+    glob[num_query + 1] = glob[num_query + 0]
+    pids[num_query + 1] = pids[num_query + 0]
+    camids[num_query + 1] = camids[num_query + 0]
+    return {"global": glob, "local": local}, pids, camids
+
+
+def _config(prune, mode, aligned, rank, rerank=True):
+    cfg = get_cfg()
+    cfg.TEST.EVALUATOR = "AlignedReIDEvaluator"
+    cfg.TEST.DISTANCE = mode
+    cfg.TEST.LOCAL.ALIGNED = aligned
+    cfg.TEST.LOCAL.PRUNE = prune
+    cfg.TEST.LOCAL.PRUNE_DIM = rank
+    cfg.TEST.RERANK.ENABLED = rerank
+    return cfg
+
+
+def _exhaustive(feats, pids, camids, nq, mode, aligned):
+    """Metrics of the same distance computed on every pair (the evaluator's pair function)."""
+    ev = build_evaluator(_config(False, mode, aligned, 0), nq)
+    ev.process(feats, pids, camids)
+    f, p, c, nq = ev._collect()
+    ev._mode_cache = mode
+    ev._cached_global = ev._global_features(f, nq) if mode != "local" else None
+    ev._cached_local = ev._local_features(f)
+    n = p.shape[0]
+    ii, jj = np.triu_indices(n)
+    d = ev._pair_distance(ii, jj)
+    full = np.empty((n, n), np.float32)
+    full[ii, jj] = d
+    full[jj, ii] = d
+    qg = full[:nq, nq:]
+    out = {}
+    cmc, mAP, mINP = evaluate_rank(qg, p[:nq], p[nq:], c[:nq], c[nq:])
+    rk = re_ranking(qg, full[:nq, :nq], full[nq:, nq:])
+    rcmc, rmAP, rmINP = evaluate_rank(rk, p[:nq], p[nq:], c[:nq], c[nq:])
+    for prefix, (cm, ap, inp) in (("", (cmc, mAP, mINP)), ("RK ", (rcmc, rmAP, rmINP))):
+        for r in (1, 5, 10, 20):
+            out[f"{prefix}Rank-{r}"] = 100 * cm[r - 1]
+        out[f"{prefix}mAP"] = 100 * ap
+        out[f"{prefix}mINP"] = 100 * inp
+    return out
+
+
+@pytest.mark.parametrize("mode,aligned,rank", [("global_local", True, 4),
+                                               ("global_local", True, 1),   # loose bounds
+                                               ("local", True, 8),
+                                               ("global_local", False, 12)])
+def test_pruned_metrics_equal_the_exhaustive_computation(mode, aligned, rank):
+    rng = np.random.default_rng(rank)
+    nq, ng = 30, 170
+    feats, pids, camids = _dataset(rng, nq, ng, 24)
+    want = _exhaustive(feats, pids, camids, nq, mode, aligned)
+    ev = build_evaluator(_config(True, mode, aligned, rank), nq)
+    ev.process(feats, pids, camids)
+    got = ev.evaluate()
+    assert ev.prune_stats is not None and ev.prune_stats["projection_rank"] == rank
+    assert set(got) == set(want)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-9), key
+    # and against the block kernels of TEST.LOCAL.PRUNE False (rounding of another kernel)
+    ev_full = build_evaluator(_config(False, mode, aligned, 0), nq)
+    ev_full.process(feats, pids, camids)
+    full = ev_full.evaluate()
+    for key in want:
+        assert got[key] == pytest.approx(full[key], abs=0.5), key
+
+
+def test_pruned_metrics_with_the_numpy_pair_kernel(monkeypatch):
+    """FASTREID_DMLI_KERNEL=numpy: exact pairs from the NumPy kernel, still equal."""
+    monkeypatch.setenv("FASTREID_DMLI_KERNEL", "numpy")
+    rng = np.random.default_rng(11)
+    feats, pids, camids = _dataset(rng, 20, 120, 24)
+    want = _exhaustive(feats, pids, camids, 20, "global_local", True)
+    ev = build_evaluator(_config(True, "global_local", True, 6), 20)
+    ev.process(feats, pids, camids)
+    got = ev.evaluate()
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-9), key
+
+
+def test_pruning_computes_few_pairs_when_the_projection_holds_the_energy():
+    rng = np.random.default_rng(5)
+    nq, ng = 40, 400
+    feats, pids, camids = _dataset(rng, nq, ng, 64)
+    ev = build_evaluator(_config(True, "global_local", True, 32), nq)
+    ev.process(feats, pids, camids)
+    got = ev.evaluate()
+    stats = ev.prune_stats
+    assert stats["projection_energy"] > 0.95
+    assert stats["fraction_computed"] < 0.5
+    want = _exhaustive(feats, pids, camids, nq, "global_local", True)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-9), key
+
+
+def test_small_parts_fall_back_to_every_pair():
+    rng = np.random.default_rng(1)
+    feats, pids, camids = _dataset(rng, 10, 60, 16)
+    ev = build_evaluator(_config(True, "global_local", True, 0), 10)
+    ev.process(feats, pids, camids)
+    ev.evaluate()
+    assert ev.prune_stats is None                     # auto: 16 channels < 512, no pruning
+
+
+@pytest.mark.parametrize("flags,core", [({"avx2", "fma"}, "Haswell"),
+                                        ({"avx2", "fma", "avx512f", "avx512cd", "avx512bw",
+                                          "avx512dq", "avx512vl"}, "SkylakeX"),
+                                        ({"sse4_2"}, None)])
+def test_blas_core_from_cpu_flags(flags, core):
+    assert blas_core_for(flags) == core
