@@ -25,11 +25,16 @@ def test_synthetic_features_have_the_market_layout():
 def test_tiny_benchmark_runs_and_exact_equals_seed(tmp_path, capsys):
     out = tmp_path / "bench.txt"
     results = bench.main(["--scale", "0.02", "--local-dims", "16", "--candidates", "30",
-                          "--output", str(out)])
+                          "--prune-dim", "4", "--output", str(out)])
     assert len(results) == 1
     runs = results[0]["runs"]
-    assert set(runs) == {"seed", "exact", "candidate"} and all(runs.values())
+    assert set(runs) == {"seed", "exact", "pruned", "candidate"} and all(runs.values())
     seed, exact, cand = runs["seed"], runs["exact"], runs["candidate"]
+    pruned = runs["pruned"]
+    assert pruned["prune"]["projection_rank"] == 4
+    assert 0 < pruned["prune"]["fraction_computed"] <= 1
+    for key, value in exact["metrics"].items():          # exact too (another kernel's rounding)
+        assert pruned["metrics"][key] == pytest.approx(value, abs=2e-2), key
     for key, value in seed["metrics"].items():          # fractions; the seed's V is float16
         assert exact["metrics"][key] == pytest.approx(value, abs=1e-3), key
     for key in ("Rank-1", "Rank-5", "mAP"):             # candidate mode: plain metrics exact
@@ -38,4 +43,5 @@ def test_tiny_benchmark_runs_and_exact_equals_seed(tmp_path, capsys):
         assert set(run["times"]) == set(bench.STAGES) and run["peak_rss_mb"] > 0
     printed = capsys.readouterr().out
     assert "speed-up" in printed and "max |diff| vs seed" in printed
+    assert "pairs with exact DMLI" in printed and "CPU:" in printed
     assert out.read_text().strip() == results[0]["text"].strip()
