@@ -334,6 +334,14 @@ def report(dim, runs, sizes):
                                                                  "R1/mAP diff vs exact (points)",
                                                                  "pairs with exact DMLI"],
                           floatfmt=".3f", disable_numparse=True))
+    for name, run in runs.items():
+        if run is not None and run.get("prune"):
+            stats = run["prune"]
+            lines.append(f"{name}: exact DMLI of {stats['pairs_computed']:,} of "
+                         f"{stats['pairs_total']:,} pairs (query x gallery "
+                         f"{stats['qg_exact']:,}, neighbour lists {stats['neighbour_exact']:,}, "
+                         f"re-ranked metrics {stats['rk_extra_exact']:,}); seconds by step: "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in run["detail"].items()))
     text = "\n".join(lines)
     print(text, flush=True)
     return text

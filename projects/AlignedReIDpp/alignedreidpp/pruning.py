@@ -44,17 +44,27 @@ def total_slack(values):
 
 class ExactPairCache:
     """Exact distances of pairs (i, j) of the n samples, each unordered pair computed once by
-    ``compute(i, j)`` (with i <= j) and kept; ``computed`` counts them."""
+    ``compute(i, j)`` (with i <= j) and kept (in a few sorted chunks, merged as they grow);
+    ``computed`` counts them."""
 
     def __init__(self, n, compute):
         self.n = int(n)
         self.compute = compute
-        self.keys = np.empty(0, dtype=np.int64)
-        self.vals = np.empty(0, dtype=np.float32)
+        self._chunks = []                         # (sorted keys, values)
 
     @property
     def computed(self):
-        return int(self.keys.size)
+        return int(sum(c[0].size for c in self._chunks))
+
+    @property
+    def keys(self):
+        return np.concatenate([c[0] for c in self._chunks]) if self._chunks else \
+            np.empty(0, np.int64)
+
+    @property
+    def vals(self):
+        return np.concatenate([c[1] for c in self._chunks]) if self._chunks else \
+            np.empty(0, np.float32)
 
     def __call__(self, i, j, return_new=False):
         """Distances (T,) float32 of the pairs; with ``return_new`` also the keys
@@ -63,61 +73,76 @@ class ExactPairCache:
         j = np.asarray(j, dtype=np.int64).ravel()
         keys = np.minimum(i, j) * self.n + np.maximum(i, j)
         out = np.empty(keys.shape, dtype=np.float32)
-        pos = np.minimum(np.searchsorted(self.keys, keys), max(self.keys.size - 1, 0))
-        found = (self.keys[pos] == keys) if self.keys.size else np.zeros(keys.shape, bool)
-        out[found] = self.vals[pos[found]]
-        new = np.empty(0, dtype=np.int64)
+        found = np.zeros(keys.shape, dtype=bool)
+        for ckeys, cvals in self._chunks:
+            pos = np.minimum(np.searchsorted(ckeys, keys), ckeys.size - 1)
+            hit = (ckeys[pos] == keys) & ~found
+            out[hit] = cvals[pos[hit]]
+            found |= hit
+        new = np.unique(keys[~found])
         vals = np.empty(0, dtype=np.float32)
-        if not found.all():
-            new = np.unique(keys[~found])
+        if new.size:
             vals = np.asarray(self.compute(new // self.n, new % self.n), dtype=np.float32)
-            at = np.searchsorted(self.keys, new)          # both sorted: one merge
-            self.keys = np.insert(self.keys, at, new)
-            self.vals = np.insert(self.vals, at, vals)
             out[~found] = vals[np.searchsorted(new, keys[~found])]
+            self._chunks.append((new, vals))
+            # keep few chunks: merge the smallest ones (sizes stay roughly geometric)
+            while len(self._chunks) > 1 and \
+                    self._chunks[-1][0].size * 2 > self._chunks[-2][0].size:
+                (k1, v1), (k2, v2) = self._chunks.pop(), self._chunks.pop()
+                merged = np.concatenate([k2, k1])
+                order = np.argsort(merged, kind="stable")
+                self._chunks.append((merged[order], np.concatenate([v2, v1])[order]))
         if return_new:
             return out, new, vals
         return out
 
 
 class _Candidates:
-    """Candidate pairs (i < j or i == j, global indices) of the neighbour lists, gathered from
-    tiles of bounds; thread-safe appends."""
+    """Candidate pairs of the neighbour lists (global indices, i < j or i == j), gathered from
+    tiles of bounds of the (n, n) matrix arriving in any order from worker threads.
 
-    def __init__(self, k):
+    Running per-row thresholds make each tile keep few pairs: the k smallest upper bounds seen
+    so far in each row (``NeighbourLists`` of the upper bounds; its k-th is never below the
+    row's final k-th smallest upper bound) and the largest lower bound seen so far (never above
+    the final one). A pair is kept when its lower bound is at most the first or its upper bound
+    at least the second, for either of its rows: a superset of what the final thresholds keep.
+    """
+
+    def __init__(self, n, k):
+        self.n = int(n)
         self.k = int(k)
         self.parts = []
+        self.upper_lists = NeighbourLists(self.n, self.k)
+        self.max_lo = np.full(self.n, -np.inf, dtype=np.float32)
 
-    def _row_keep(self, lo, hi, axis):
-        """Entries that may be among the k nearest of their row (axis 1) or column (axis 0)
-        within this tile, or reach its largest lower bound."""
-        size = lo.shape[axis]
-        lo_f = np.where(np.isnan(lo), np.inf, lo)
-        hi_f = np.where(np.isnan(hi), np.inf, hi)
-        if size > self.k:
-            kth = np.partition(hi_f, self.k - 1, axis=axis).take(self.k - 1, axis=axis)
-        else:
-            kth = np.full(lo.shape[1 - axis], np.inf, dtype=np.float32)
-        max_lo = np.where(np.isnan(lo), -np.inf, lo).max(axis=axis)
-        kth = np.expand_dims(kth, axis)
-        max_lo = np.expand_dims(max_lo, axis)
-        return (lo_f <= kth) | (np.where(np.isnan(hi), -np.inf, hi) >= max_lo)
+    def _thresholds(self, index):
+        kth = self.upper_lists.val[index].max(axis=1)          # inf while fewer than k seen
+        return kth, self.max_lo[index]
 
-    def add(self, lo, hi, row_start, col_start, symmetric_tile=False, both=True):
-        """A tile of bounds (b, c) at (row_start, col_start). ``symmetric_tile``: a tile on the
-        diagonal of a set against itself (row_start == col_start; only row <= column entries
-        meaningful); ``both``: the pairs also belong to the columns' rows (off-diagonal tiles
-        of a symmetric matrix, the query x gallery block)."""
+    def add(self, lo, hi, row_start, col_start, symmetric_tile=False):
+        """A tile of bounds (b, c) at (row_start, col_start) of the symmetric (n, n) matrix.
+        ``symmetric_tile``: a tile on its diagonal (row_start == col_start), where only the
+        entries with row <= column are meaningful."""
+        b, c = lo.shape
+        rows = np.arange(row_start, row_start + b)
+        cols = np.arange(col_start, col_start + c)
         if symmetric_tile:
             upper = np.triu(np.ones(lo.shape, dtype=bool))
             lo = np.where(upper, lo, lo.T)
             hi = np.where(upper, hi, hi.T)
-            keep = self._row_keep(lo, hi, 1)
-            keep = np.triu(keep | keep.T)
+            self.upper_lists.add_tile(np.where(upper, hi, np.nan), row_start, col_start)
         else:
-            keep = self._row_keep(lo, hi, 1)
-            if both:
-                keep |= self._row_keep(lo, hi, 0)
+            self.upper_lists.add_tile(hi, row_start, col_start)
+        # Racing updates of max_lo may lose a larger value: the threshold then stays lower,
+        # which keeps more pairs, never fewer.
+        self.max_lo[rows] = np.maximum(self.max_lo[rows], lo.max(axis=1))
+        self.max_lo[cols] = np.maximum(self.max_lo[cols], lo.max(axis=0))
+        kth_r, max_r = self._thresholds(rows)
+        kth_c, max_c = self._thresholds(cols)
+        keep = ((lo <= kth_r[:, None]) | (hi >= max_r[:, None])
+                | (lo <= kth_c[None, :]) | (hi >= max_c[None, :]))
+        if symmetric_tile:
+            keep = np.triu(keep)
         r, c = np.nonzero(keep)
         self.parts.append((r + row_start, c + col_start, lo[r, c], hi[r, c]))
 
@@ -154,12 +179,12 @@ class _Candidates:
         return rows[keep], partners[keep], los[keep], his[keep]
 
 
-def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=8):
+def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=2):
     """NeighbourLists (k nearest, row maxima) of exact distances, computing as few as the
-    bounds allow: each row's candidates in increasing lower bound while the lower bound can
-    still beat the row's current k-th exact distance, and in decreasing upper bound while it
-    can still reach the row's current exact maximum (branch and bound, in rounds over all rows).
-    ``first``: exact pairs (i, j, d) already known, added first."""
+    bounds allow (branch and bound, in rounds over all rows at once): each row's candidates in
+    increasing lower bound while that bound can still beat the row's current k-th exact
+    distance (the first k at once), and in decreasing upper bound while it can still reach the
+    row's current exact maximum. ``first``: exact pairs (i, j, d) already known, added first."""
     lists = NeighbourLists(n, k)
 
     def add(i, j, d):
@@ -170,55 +195,40 @@ def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step
 
     if first is not None and first[0].size:
         add(*first)
-    # Two queues per row: by lo ascending (nearest) and by hi descending (maximum).
+    counts = np.bincount(rows, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     queues = []
-    for key in (lo, -hi):
+    for key in (lo, -hi):                        # nearest: lo ascending; maximum: hi descending
         order = np.lexsort((key, rows))
-        counts = np.bincount(rows, minlength=n)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        queues.append({"order": order, "starts": starts, "ends": starts + counts,
-                       "ptr": starts.copy()})
-    rounds = 0
+        queues.append({"order": order, "rows": rows[order],
+                       "open": np.ones(order.size, dtype=bool)})
+    first_round = True
     while True:
-        take_i, take_j = [], []
+        take = []
         for qi, queue in enumerate(queues):
-            ptr, ends, order = queue["ptr"], queue["ends"], queue["order"]
-            active = np.nonzero(ptr < ends)[0]
-            if active.size == 0:
+            order, q_rows, open_ = queue["order"], queue["rows"], queue["open"]
+            if qi == 0:        # lower bound <= current k-th exact (inf while fewer than k)
+                alive = lo[order] <= lists.val.max(axis=1)[q_rows]
+            else:              # upper bound >= current exact maximum
+                alive = hi[order] >= lists.row_max[q_rows]
+            # Sorted within each row, so ``alive`` is a prefix of each row's candidates: once a
+            # candidate cannot matter, neither can the rest of its row.
+            open_ &= alive
+            idx = np.nonzero(open_)[0]
+            if idx.size == 0:
                 continue
-            width = k if rounds == 0 and qi == 0 else step
-            for _ in range(width):
-                pos = ptr[active]
-                ok = pos < ends[active]
-                idx = order[pos[ok]]
-                r = active[ok]
-                if qi == 0:   # nearest: lower bound <= current k-th exact (inf while not full)
-                    worst = lists.val[r].max(axis=1)
-                    ok2 = lo[idx] <= worst
-                else:         # maximum: upper bound >= current exact maximum
-                    ok2 = hi[idx] >= lists.row_max[r]
-                take_i.append(rows[idx[ok2]])
-                take_j.append(partners[idx[ok2]])
-                # a row stops at its first candidate that can no longer matter
-                stop = np.zeros(active.size, dtype=bool)
-                stop[np.nonzero(ok)[0][~ok2]] = True
-                stop |= ~ok
-                ptr[active[stop]] = ends[active[stop]]
-                still = ~stop
-                ptr[active[still]] += 1
-                active = active[still]
-                if active.size == 0:
-                    break
-        rounds += 1
-        if not take_i:
+            # the next `width` open candidates of each row
+            width = k if first_round and qi == 0 else step
+            rank = idx - np.searchsorted(idx, starts[q_rows[idx]])
+            chosen = idx[rank < width]
+            open_[chosen] = False
+            take.append(order[chosen])
+        first_round = False
+        step = int(step * 1.5) + 1               # few rounds even for long candidate lists
+        if not take:
             break
-        i = np.concatenate(take_i)
-        j = np.concatenate(take_j)
-        if i.size == 0:
-            if all((q["ptr"] >= q["ends"]).all() for q in queues):
-                break
-            continue
-        _, new, vals = cache(i, j, return_new=True)
+        sel = np.concatenate(take)
+        _, new, vals = cache(rows[sel], partners[sel], return_new=True)
         add(new // n, new % n, vals)
     return lists
 
@@ -315,19 +325,11 @@ class PrunedEvaluation:
     def neighbour_lists(self, lo, hi, k):
         """NeighbourLists of every sample (k nearest and row maxima), exact."""
         nq, n = self.nq, self.n
-        cands = _Candidates(min(k, n))
+        cands = _Candidates(n, min(k, n))
         t = time.perf_counter()
         rows = max(1, (1 << 22) // max(1, n - nq))
         for s in range(0, nq, rows):
-            cands.add(lo[s:s + rows], hi[s:s + rows], s, nq, both=False)
-        # Gallery rows: their query segment is a column of the query x gallery block.
-        if nq > cands.k:
-            kth = np.partition(hi, cands.k - 1, axis=0)[cands.k - 1]
-        else:
-            kth = np.full(n - nq, np.inf, dtype=np.float32)
-        keep = (lo <= kth[None, :]) | (hi >= lo.max(axis=0)[None, :])
-        r, c = np.nonzero(keep)
-        cands.parts.append((r, c + nq, lo[r, c], hi[r, c]))
+            cands.add(lo[s:s + rows], hi[s:s + rows], s, nq)
         self._tick("neighbours_qg", t)
         proj = self.projection
         for name, start, stop in (("bounds_qq", 0, nq), ("bounds_gg", nq, n)):
