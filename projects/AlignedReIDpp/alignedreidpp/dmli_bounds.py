@@ -24,7 +24,7 @@ import numpy as np
 from fastreid_ms.utils.threads import default_num_threads, run_tasks
 
 from . import dmli_numba
-from .dmli import _augment, _check
+from .dmli import _augment
 
 __all__ = ["PartProjection", "dmli_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
            "PATH_SLACK"]
@@ -246,8 +246,3 @@ def dmli_bounds_symmetric_blocks(proj, rows, consume, aligned=True, tile_size=20
     tasks = [(s, t) for s in range(0, num, tile) for t in range(s, num, tile)]
     run_tasks(tasks, work, num_threads or default_num_threads())
 
-
-def check_parts(parts, aligned):
-    """Validated float32 (N, P, C) parts (the same checks as the exact DMLI functions)."""
-    parts, _ = _check(parts, parts, aligned)
-    return parts
