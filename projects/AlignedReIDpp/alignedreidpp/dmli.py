@@ -113,6 +113,30 @@ def _check(x, y, aligned):
     return x, y
 
 
+def part_major_order(num_y, n, col_block):
+    """Row order (num_y * n,) that stores the n parts of y's samples part-major within each
+    block of ``col_block`` samples, so that a GEMM block's pairs of one cell lie contiguously."""
+    perm = np.empty(num_y * n, dtype=np.int64)
+    for t in range(0, num_y, col_block):
+        u = min(t + col_block, num_y)
+        perm[t * n:u * n] = (np.arange(t, u)[None, :] * n + np.arange(n)[:, None]).ravel()
+    return perm
+
+
+class ThreadBuffers:
+    """One reusable float32 GEMM buffer per worker thread (at least _BLOCK_CELLS cells)."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, rows, cols):
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.size < rows * cols:
+            buf = np.empty(max(rows * cols, _BLOCK_CELLS), dtype=np.float32)
+            self._local.buf = buf
+        return buf[: rows * cols].reshape(rows, cols)
+
+
 class _BlockRunner:
     """Computes DMLI blocks of x (M, m, C) against y (N, n, C) with per-thread buffers.
 
@@ -129,20 +153,8 @@ class _BlockRunner:
         self.aligned = aligned
         self.kernel = kernel
         self.col_block = col_block
-        num_y, n = y.shape[0], self.n
-        perm = np.empty(num_y * n, dtype=np.int64)
-        for t in range(0, num_y, col_block):
-            u = min(t + col_block, num_y)
-            perm[t * n:u * n] = (np.arange(t, u)[None, :] * n + np.arange(n)[:, None]).ravel()
-        self.ya = self.ya[perm]
-        self._local = threading.local()
-
-    def _buffer(self, rows, cols):
-        buf = getattr(self._local, "buf", None)
-        if buf is None or buf.size < rows * cols:
-            buf = np.empty(max(rows * cols, _BLOCK_CELLS), dtype=np.float32)
-            self._local.buf = buf
-        return buf[: rows * cols].reshape(rows, cols)
+        self.ya = self.ya[part_major_order(y.shape[0], self.n, col_block)]
+        self._buffers = ThreadBuffers()
 
     def block(self, s, e, t, u):
         """(e-s, u-t) DMLI of x[s:e] against y[t:u]."""
@@ -150,7 +162,7 @@ class _BlockRunner:
         rows, cols = (e - s) * m, (u - t) * n
         if t % self.col_block:
             raise ValueError(f"Column block start {t} is not a multiple of {self.col_block}")
-        g = self._buffer(rows, cols)
+        g = self._buffers.get(rows, cols)
         np.matmul(self.xa[s * m:e * m], self.ya[t * n:u * n].T, out=g)
         if self.kernel == "numba":
             res = np.empty((e - s, u - t), dtype=np.float32)

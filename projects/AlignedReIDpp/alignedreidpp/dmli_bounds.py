@@ -17,14 +17,12 @@ their value may differ from the real one by up to (C + 2) u (||a||^2 + ||b||^2) 
 projection's own rounding), and ``PATH_SLACK`` (per path cell) covers the tanh approximation, so
 the bounds hold for the computed values, not only for the real ones.
 """
-import threading
-
 import numpy as np
 
 from fastreid_ms.utils.threads import default_num_threads, run_tasks
 
 from . import dmli_numba
-from .dmli import _augment
+from .dmli import ThreadBuffers, _augment, _block_shape, part_major_order
 
 __all__ = ["PartProjection", "dmli_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
            "PATH_SLACK"]
@@ -32,7 +30,6 @@ __all__ = ["PartProjection", "dmli_bounds", "dmli_bounds_symmetric_blocks", "aut
 # Allowance per path cell for the tanh approximation and the path sum's rounding (absolute).
 PATH_SLACK = 1e-5
 _UNIT_ROUNDOFF = 2.0 ** -24
-_BLOCK_CELLS = 1 << 19
 _FIT_SAMPLES = 16384
 
 
@@ -135,28 +132,17 @@ class _BoundRunner:
         ya = _augment(yz.reshape(-1, yz.shape[2]), False)
         self.x_terms = proj.part_terms(x_rows)
         y_terms = proj.part_terms(y_rows)
-        num_y, n = yz.shape[0], self.n
-        perm = np.empty(num_y * n, dtype=np.int64)
-        for t in range(0, num_y, col_block):
-            u = min(t + col_block, num_y)
-            perm[t * n:u * n] = (np.arange(t, u)[None, :] * n + np.arange(n)[:, None]).ravel()
+        perm = part_major_order(yz.shape[0], self.n, col_block)
         self.ya = ya[perm]
         self.y_terms = tuple(np.ascontiguousarray(v[perm]) for v in y_terms)
-        self._local = threading.local()
-
-    def _buffer(self, rows, cols):
-        buf = getattr(self._local, "buf", None)
-        if buf is None or buf.size < rows * cols:
-            buf = np.empty(max(rows * cols, _BLOCK_CELLS), dtype=np.float32)
-            self._local.buf = buf
-        return buf[: rows * cols].reshape(rows, cols)
+        self._buffers = ThreadBuffers()
 
     def block(self, s, e, t, u, lo_out, hi_out):
         """Bounds of x[s:e] against y[t:u] into lo_out / hi_out (e-s, u-t) float32."""
         m, n = self.m, self.n
         if t % self.col_block:
             raise ValueError(f"Column block start {t} is not a multiple of {self.col_block}")
-        g = self._buffer((e - s) * m, (u - t) * n)
+        g = self._buffers.get((e - s) * m, (u - t) * n)
         np.matmul(self.xa[s * m:e * m], self.ya[t * n:u * n].T, out=g)
         xs = slice(s * m, e * m)
         ys = slice(t * n, u * n)
@@ -166,12 +152,6 @@ class _BoundRunner:
         slack = np.float32(PATH_SLACK * (m + n))
         lo_out -= slack
         hi_out += slack
-
-
-def _block_shape(m, n, num_rows, num_cols):
-    bm = max(1, min(num_rows, 32))
-    bn = max(1, min(num_cols, _BLOCK_CELLS // max(1, bm * m * n)))
-    return bm, bn
 
 
 def _require_kernel():
@@ -191,7 +171,7 @@ def dmli_bounds(proj, x_rows, y_rows, aligned=True, num_threads=None):
     if num_x == 0 or num_y == 0:
         return lo, hi
     m = proj.coords.shape[1]
-    bm, bn = _block_shape(m, m, num_x, num_y)
+    bm, bn = _block_shape(m, m, num_x, num_y, None)
     runner = _BoundRunner(proj, x_rows, y_rows, aligned, bn)
 
     def work(s):
@@ -219,7 +199,7 @@ def dmli_bounds_symmetric_blocks(proj, rows, consume, aligned=True, tile_size=20
     if num == 0:
         return
     m = proj.coords.shape[1]
-    bm, bn = _block_shape(m, m, num, num)
+    bm, bn = _block_shape(m, m, num, num, None)
     bn = max(bm, (bn // bm) * bm)
     tile = max(bn, (int(tile_size) // bn) * bn)
     runner = _BoundRunner(proj, rows, rows, aligned, bn)

@@ -54,6 +54,27 @@ def _tanh_sqrt(v, out):
         out[idx] = _cost(v[idx])
 
 
+def _path_rows(cost, row, by, n, first):
+    """One row of the path recursion over n cells, vectorised over the by pairs: row (n*by,)
+    holds the best path lengths of the previous row (overwritten); cost (n*by,) this row's."""
+    if first:
+        for b in range(by):
+            row[b] = cost[b]
+        for j in range(1, n):
+            cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
+            cc = cost[j * by:(j + 1) * by]
+            for b in range(by):
+                cur[b] = prev[b] + cc[b]
+    else:
+        for b in range(by):
+            row[b] += cost[b]
+        for j in range(1, n):
+            cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
+            cc = cost[j * by:(j + 1) * by]
+            for b in range(by):
+                cur[b] = min(cur[b], prev[b]) + cc[b]
+
+
 def _block_paths(g, m, n, aligned, out):
     bx, by = out.shape
     if not aligned:
@@ -75,46 +96,10 @@ def _block_paths(g, m, n, aligned, out):
             src = g[a * m + i]
             for jb in range(n * by):
                 cost[jb] = _cost(src[jb])
-            if i == 0:
-                for b in range(by):
-                    row[b] = cost[b]
-                for j in range(1, n):
-                    cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
-                    cc = cost[j * by:(j + 1) * by]
-                    for b in range(by):
-                        cur[b] = prev[b] + cc[b]
-            else:
-                for b in range(by):
-                    row[b] += cost[b]
-                for j in range(1, n):
-                    cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
-                    cc = cost[j * by:(j + 1) * by]
-                    for b in range(by):
-                        cur[b] = min(cur[b], prev[b]) + cc[b]
+            _path_rows(cost, row, by, n, i == 0)
         last = row[(n - 1) * by:]
         for b in range(by):
             out[a, b] = last[b]
-
-
-def _path_rows(cost, row, by, n, first):
-    """One row of the path recursion over n cells, vectorised over the by pairs: row (n*by,)
-    holds the best path lengths of the previous row (overwritten); cost (n*by,) this row's."""
-    if first:
-        for b in range(by):
-            row[b] = cost[b]
-        for j in range(1, n):
-            cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
-            cc = cost[j * by:(j + 1) * by]
-            for b in range(by):
-                cur[b] = prev[b] + cc[b]
-    else:
-        for b in range(by):
-            row[b] += cost[b]
-        for j in range(1, n):
-            cur, prev = row[j * by:(j + 1) * by], row[(j - 1) * by:j * by]
-            cc = cost[j * by:(j + 1) * by]
-            for b in range(by):
-                cur[b] = min(cur[b], prev[b]) + cc[b]
 
 
 def _block_bounds(g, x_shift_lo, x_shift_hi, x_cross, y_shift_lo, y_shift_hi, y_cross, m, n,
