@@ -149,7 +149,11 @@ _C.DATALOADER = CN()
 _C.DATALOADER.SAMPLER_TRAIN = "IdentitySampler"
 # K images per identity in a training batch (P = IMS_PER_BATCH / K identities).
 _C.DATALOADER.NUM_INSTANCE = 8
-_C.DATALOADER.NUM_WORKERS = 4
+# Loader threads (decode + transforms; they release the GIL): -1 picks the CPUs this process
+# may use divided among the training processes on this machine (logged; FASTREID_NUM_THREADS
+# caps it, FASTREID_LOCAL_DEVICES tells the devices per machine on several machines),
+# 0 loads in the training thread, N >= 1 uses N threads.
+_C.DATALOADER.NUM_WORKERS = -1
 
 # -----------------------------------------------------------------------------
 # SOLVER

@@ -1,37 +1,35 @@
-"""Build datasets from the config, and the train / test loaders on mindspore.dataset.
+"""Build datasets from the config, and the train / test loaders.
 
-Each epoch the loader asks its sampler for this rank's indices, wraps them in a
-random-access source (decode with PIL, transform with a generator seeded by
-(SEED, epoch, rank, position), so the result does not depend on the worker count) and
-runs it through ``GeneratorDataset`` -> ``batch``. A file that cannot be read stops
-the iteration with :class:`ImageReadError` naming it, also when the failure happened in
-a worker process.
+Each epoch the train loader asks its sampler for this rank's indices and makes batches of
+them in worker threads (loader.py): a sample is decoded and transformed with a generator
+seeded by (SEED, epoch, rank, position), so it is a deterministic function of those four
+whatever DATALOADER.NUM_WORKERS is, and ``--resume`` continues exactly. The pipelines of
+:func:`build_transforms` run fused (decode, then one compiled pass per sample that writes
+the normalised tensor into the batch, releasing the GIL). A file that cannot be read stops
+the iteration with :class:`ImageReadError` naming it, also when a worker thread read it.
+
+DATALOADER.NUM_WORKERS: -1 (the default) picks the CPUs this process may use divided among
+the training processes on this machine (logged); 0 loads in the training thread; N >= 1
+uses N threads.
 """
 import math
-import os
-import re
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
-from PIL import Image
 
 from ..utils import comm
 from ..utils.logger import get_logger
 from .datasets import DATASET_REGISTRY
+from .image_io import ImageReadError, read_image
+from .loader import NUM_WORKERS_AUTO, BatchMaker, default_num_workers, iterate_batches
 from .samplers import SAMPLER_REGISTRY, InferenceSampler
 from .transforms import build_transforms
 
+__all__ = ["ImageReadError", "ReidTestLoader", "ReidTrainLoader", "build_dataset",
+           "build_reid_test_loader", "build_reid_train_loader", "num_workers_from_config",
+           "read_image"]
+
 Item = Tuple[str, int, int]
-
-_IMAGE_ERROR = "Cannot read image"
-_IMAGE_ERROR_RE = re.compile(r"(Cannot read image '.*?': [^\n]*)")
-
-
-class ImageReadError(OSError):
-    """An image file is missing, truncated or not an image; the message names the file."""
-
-    def __str__(self):
-        return str(self.args[0]) if self.args else ""
 
 
 def build_dataset(cfg, name: str):
@@ -40,66 +38,27 @@ def build_dataset(cfg, name: str):
     return DATASET_REGISTRY.get(name).from_config(cfg)
 
 
-def read_image(path: str) -> np.ndarray:
-    """Decode ``path`` to an (H, W, 3) uint8 RGB array; :class:`ImageReadError` if it fails."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except Exception as exc:  # PIL raises many types for broken files
-        raise ImageReadError(
-            f"{_IMAGE_ERROR} '{path}': {type(exc).__name__}: {exc}. Replace or remove the file "
-            "(the dataset lists it).") from exc
+def num_workers_from_config(cfg, world_size: Optional[int] = None) -> int:
+    """Loader threads from DATALOADER.NUM_WORKERS: N >= 0 as given (0: load in the
+    calling thread), -1: :func:`default_num_workers` for this machine and the job's
+    ``world_size`` (default: the launch's). The choice is logged."""
+    value = int(cfg.DATALOADER.NUM_WORKERS)
+    if value < NUM_WORKERS_AUTO:
+        raise ValueError(f"DATALOADER.NUM_WORKERS must be -1 (one per CPU of this process), 0 "
+                         f"(load in the training thread) or a positive count, got {value}.")
+    if value != NUM_WORKERS_AUTO:
+        get_logger().info("Data loader threads: %d (DATALOADER.NUM_WORKERS)", value)
+        return value
+    world_size = comm.get_world_size() if world_size is None else int(world_size)
+    workers, reason = default_num_workers(world_size)
+    get_logger().info("Data loader threads: %d (DATALOADER.NUM_WORKERS -1: %s)", workers, reason)
+    return workers
 
 
-def num_workers_from_config(cfg) -> int:
-    """DATALOADER.NUM_WORKERS, at least 1 and at most the number of CPUs."""
-    return max(1, min(int(cfg.DATALOADER.NUM_WORKERS), os.cpu_count() or 1))
-
-
-class _Source:
-    """Random-access source over ``order``: sample ``i`` is ``items[order[i]]`` decoded and
-    transformed with a generator seeded by (seed..., i)."""
-
-    def __init__(self, items: Sequence[Item], order: Sequence[int], transform, seed_key,
-                 label_dtype):
-        self.items = items
-        self.order = np.asarray(order, dtype=np.int64)
-        self.transform = transform
-        self.seed_key = [int(k) for k in seed_key]
-        self.label_dtype = label_dtype
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, i):
-        path, pid, camid = self.items[int(self.order[i])]
-        rng = np.random.default_rng(self.seed_key + [int(i)])
-        image = self.transform(read_image(path), rng)
-        return image, np.array(pid, self.label_dtype), np.array(camid, self.label_dtype)
-
-
-def _pipeline(source: _Source, batch_size: int, drop_remainder: bool, num_workers: int):
-    import mindspore.dataset as msds
-    dataset = msds.GeneratorDataset(source, column_names=["images", "pids", "camids"],
-                                    shuffle=False, num_parallel_workers=num_workers,
-                                    python_multiprocessing=num_workers > 1)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder)
-
-
-def _iterate(dataset, output_numpy: bool):
-    """Iterate a pipeline once; an image error raised in a worker comes back as
-    :class:`ImageReadError` with the file's path instead of MindSpore's wrapped report."""
-    iterator = dataset.create_tuple_iterator(num_epochs=1, output_numpy=output_numpy)
-    try:
-        for batch in iterator:
-            yield batch
-    except RuntimeError as exc:
-        match = _IMAGE_ERROR_RE.search(str(exc))
-        if match is None:
-            raise
-        raise ImageReadError(match.group(1)) from None
-    finally:
-        iterator.stop()
+def _as_tensor(array: np.ndarray):
+    """A mindspore Tensor sharing ``array``'s memory (each batch array is new, never reused)."""
+    import mindspore as ms
+    return ms.Tensor.from_numpy(array)
 
 
 class ReidTrainLoader:
@@ -108,7 +67,9 @@ class ReidTrainLoader:
     Yields ``(images, pids, camids)`` mindspore Tensors: float32 (B_local, 3, H, W),
     int32 (B_local,), int32 (B_local,). ``set_epoch(e)`` makes the next iteration epoch
     ``e``; each iteration then moves on to the next epoch. The order is a deterministic
-    function of the seed, the epoch and the rank.
+    function of the seed, the epoch and the rank, and so is every sample (its transform's
+    generator is seeded by (seed, epoch, rank, position)), whatever ``num_workers`` is:
+    0 makes each batch in the iterating thread, N >= 1 in N threads ahead of it.
     """
 
     def __init__(self, items: List[Item], sampler, transform, batch_size: int,
@@ -148,17 +109,18 @@ class ReidTrainLoader:
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
-        source = _Source(self.items, self.epoch_indices(epoch), self.transform,
-                         (self.seed, epoch, self.rank), np.int32)
-        dataset = _pipeline(source, self.batch_size, True, self.num_workers)
-        yield from _iterate(dataset, output_numpy=False)
+        make = BatchMaker(self.items, self.epoch_indices(epoch), self.transform,
+                          self.batch_size, True, (self.seed, epoch, self.rank), np.int32)
+        for images, pids, camids in iterate_batches(make, self.num_workers):
+            yield _as_tensor(images), _as_tensor(pids), _as_tensor(camids)
 
 
 class ReidTestLoader:
     """Every sample of ``items`` in order (the last partial batch kept).
 
     Yields ``(images, pids, camids)``: a float32 mindspore Tensor (B, 3, H, W) and int64
-    NumPy arrays (B,). ``img_paths`` lists the files in the same order.
+    NumPy arrays (B,). ``img_paths`` lists the files in the same order. ``num_workers`` as
+    for :class:`ReidTrainLoader`.
     """
 
     def __init__(self, items: List[Item], transform, batch_size: int, num_workers: int = 1,
@@ -175,13 +137,12 @@ class ReidTestLoader:
         return math.ceil(self.num_samples / self.batch_size)
 
     def __iter__(self):
-        import mindspore as ms
         if self.num_samples == 0:
             return
-        source = _Source(self.items, self.order, self.transform, (0,), np.int64)
-        dataset = _pipeline(source, self.batch_size, False, self.num_workers)
-        for images, pids, camids in _iterate(dataset, output_numpy=True):
-            yield ms.Tensor(images), pids.astype(np.int64), camids.astype(np.int64)
+        make = BatchMaker(self.items, self.order, self.transform, self.batch_size, False, (0,),
+                          np.int64)
+        for images, pids, camids in iterate_batches(make, self.num_workers):
+            yield _as_tensor(images), pids, camids
 
 
 def _combined_train_items(cfg) -> List[Item]:
@@ -214,10 +175,10 @@ def build_reid_train_loader(cfg, rank: Optional[int] = None,
     sampler_batches = len(sampler) // batch_size
     iters = int(cfg.SOLVER.ITERS_PER_EPOCH) or sampler_batches
     num_classes = len({pid for _, pid, _ in items})
-    workers = num_workers_from_config(cfg)
+    workers = num_workers_from_config(cfg, world_size)
     get_logger().info(
         "Train loader: %d images of %d ids, %d x %d images per batch on each of %d device(s), "
-        "%d iterations per epoch (one pass of the sampler: %d), %d worker(s)",
+        "%d iterations per epoch (one pass of the sampler: %d), %d loader thread(s)",
         len(items), num_classes, batch_size // cfg.DATALOADER.NUM_INSTANCE,
         cfg.DATALOADER.NUM_INSTANCE, world_size, iters, sampler_batches, workers)
     return ReidTrainLoader(items, sampler, build_transforms(cfg, is_train=True), batch_size,

@@ -11,6 +11,7 @@ import numpy as np
 from .build import read_image
 from .datasets.bases import list_images
 from .transforms import build_transforms
+from .transforms.fused import FusedTransform
 
 MARKET_NAME = re.compile(r"^([-\d]+)_c(\d+)")
 
@@ -55,10 +56,13 @@ def list_image_folder(folder: str, drop_junk: bool = True,
 
 class EvalImageLoader:
     """path -> float32 (3, H, W): the image decoded as the test loader does (RGB, an
-    ImageReadError naming an unreadable file) and passed through the config's test transform (resize to INPUT.SIZE_TEST, normalise with INPUT.PIXEL_MEAN / PIXEL_STD)."""
+    ImageReadError naming an unreadable file) and passed through the config's test transform
+    (resize to INPUT.SIZE_TEST, normalise with INPUT.PIXEL_MEAN / PIXEL_STD; fused into one
+    pass as in the test loader, the same values)."""
 
     def __init__(self, cfg):
-        self.transform = build_transforms(cfg, is_train=False)
+        compose = build_transforms(cfg, is_train=False)
+        self.transform = FusedTransform.from_compose(compose) or compose
         self._rng = np.random.default_rng(0)  # the test pipeline draws nothing
 
     def __call__(self, path: str) -> np.ndarray:

@@ -2,10 +2,13 @@
 
 ``img`` is a NumPy array in HWC layout (uint8 before :class:`ToFloat`, float32 after);
 ``rng`` is a ``numpy.random.Generator`` owned by the caller, so a pipeline is
-deterministic for a given generator state (the loaders seed one per sample).
+deterministic for a given generator state (the loaders seed one per sample). Each random
+transform's ``draw`` makes its draws (in the order ``__call__`` makes them) without touching
+pixels, so the loaders' fused pipeline (fused.py) draws a sample's parameters exactly as
+this pipeline would and then renders them in one pass.
 """
 import math
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -64,14 +67,21 @@ class RandomTranslate:
         self.prob = float(prob)
         self.scale = float(scale)
 
-    def __call__(self, img, rng):
+    def draw(self, rng) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+        """This sample's ``((resized height, width), (top, left) of the window))``, drawn
+        from ``rng`` in the order of :meth:`__call__`."""
         h, w = self.size
         if rng.random() >= self.prob:
-            return resize(img, self.size)
+            return (h, w), (0, 0)
         big_h, big_w = int(round(h * self.scale)), int(round(w * self.scale))
-        big = resize(img, (big_h, big_w))
         x = int(round(rng.uniform(0, big_w - w)))
         y = int(round(rng.uniform(0, big_h - h)))
+        return (big_h, big_w), (y, x)
+
+    def __call__(self, img, rng):
+        h, w = self.size
+        (big_h, big_w), (y, x) = self.draw(rng)
+        big = resize(img, (big_h, big_w))
         return big[y:y + h, x:x + w]
 
     def __repr__(self):
@@ -84,8 +94,12 @@ class RandomHorizontalFlip:
     def __init__(self, prob: float = 0.5):
         self.prob = float(prob)
 
+    def draw(self, rng) -> bool:
+        """Whether this sample is mirrored (one draw from ``rng``)."""
+        return bool(rng.random() < self.prob)
+
     def __call__(self, img, rng):
-        if rng.random() < self.prob:
+        if self.draw(rng):
             return np.ascontiguousarray(img[:, ::-1])
         return img
 
@@ -101,6 +115,16 @@ class PadRandomCrop:
         self.padding = int(padding)
         self.fill = fill
 
+    def draw(self, rng) -> Tuple[int, int]:
+        """(top, left) of the window in the padded image; (padding, padding) keeps the
+        image where it is. No draw when ``padding`` is 0."""
+        p = self.padding
+        if p <= 0:
+            return 0, 0
+        y = int(rng.integers(0, 2 * p + 1))
+        x = int(rng.integers(0, 2 * p + 1))
+        return y, x
+
     def __call__(self, img, rng):
         p = self.padding
         if p <= 0:
@@ -108,8 +132,7 @@ class PadRandomCrop:
         h, w = img.shape[:2]
         padded = np.pad(img, ((p, p), (p, p), (0, 0)), mode="constant",
                         constant_values=self.fill)
-        y = int(rng.integers(0, 2 * p + 1))
-        x = int(rng.integers(0, 2 * p + 1))
+        y, x = self.draw(rng)
         return padded[y:y + h, x:x + w]
 
     def __repr__(self):
@@ -163,10 +186,12 @@ class RandomErasing:
             return math.exp(rng.uniform(math.log(self.aspect[0]), math.log(self.aspect[1])))
         return rng.uniform(*self.aspect)
 
-    def __call__(self, img, rng):
+    def draw(self, rng, height: int, width: int) -> Optional[Tuple[int, int, int, int]]:
+        """The rectangle ``(top, left, height, width)`` erased in a ``height`` x ``width``
+        image, or None; the draws depend on the image size only, not on its pixels."""
         if rng.random() >= self.prob:
-            return img
-        h, w = img.shape[:2]
+            return None
+        h, w = int(height), int(width)
         for _ in range(self.attempts):
             target = rng.uniform(*self.area) * h * w
             ratio = self._ratio(rng)
@@ -175,9 +200,16 @@ class RandomErasing:
             if 0 < eh < h and 0 < ew < w:  # (an empty rectangle erases nothing either way)
                 y = int(rng.integers(0, h - eh + 1))
                 x = int(rng.integers(0, w - ew + 1))
-                img = img.copy()
-                img[y:y + eh, x:x + ew] = self.value
-                return img
+                return y, x, eh, ew
+        return None
+
+    def __call__(self, img, rng):
+        box = self.draw(rng, img.shape[0], img.shape[1])
+        if box is None:
+            return img
+        y, x, eh, ew = box
+        img = img.copy()
+        img[y:y + eh, x:x + ew] = self.value
         return img
 
     def __repr__(self):
