@@ -198,6 +198,10 @@ def test_pruning_computes_few_pairs_when_the_projection_holds_the_energy():
     stats = ev.prune_stats
     assert stats["projection_energy"] > 0.95
     assert stats["fraction_computed"] < 0.5
+    # every pair the neighbour step computed was asked for by one of its two searches
+    asked = stats["neighbour_asked_nearest"] + stats["neighbour_asked_maximum"]
+    assert stats["neighbour_asked_nearest"] > 0 and stats["neighbour_asked_maximum"] > 0
+    assert asked >= stats["neighbour_exact"]
     want = _exhaustive(feats, pids, camids, nq, "global_local", True)
     for key in want:
         assert got[key] == pytest.approx(want[key], abs=1e-9), key

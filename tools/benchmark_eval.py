@@ -339,7 +339,10 @@ def report(dim, runs, sizes):
             stats = run["prune"]
             lines.append(f"{name}: exact DMLI of {stats['pairs_computed']:,} of "
                          f"{stats['pairs_total']:,} pairs (query x gallery "
-                         f"{stats['qg_exact']:,}, neighbour lists {stats['neighbour_exact']:,}, "
+                         f"{stats['qg_exact']:,}, neighbour lists {stats['neighbour_exact']:,} "
+                         f"(candidates asked for by the nearest-k search "
+                         f"{stats.get('neighbour_asked_nearest', 0):,}, by the row-maximum "
+                         f"search {stats.get('neighbour_asked_maximum', 0):,}), "
                          f"re-ranked metrics {stats['rk_extra_exact']:,}); seconds by step: "
                          + ", ".join(f"{k} {v:.1f}" for k, v in run["detail"].items()))
     text = "\n".join(lines)

@@ -179,13 +179,19 @@ class _Candidates:
         return rows[keep], partners[keep], los[keep], his[keep]
 
 
-def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=2):
+def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=2,
+                           taken=None):
     """NeighbourLists (k nearest, row maxima) of exact distances, computing as few as the
     bounds allow (branch and bound, in rounds over all rows at once): each row's candidates in
     increasing lower bound while that bound can still beat the row's current k-th exact
     distance (the first k at once), and in decreasing upper bound while it can still reach the
-    row's current exact maximum. ``first``: exact pairs (i, j, d) already known, added first."""
+    row's current exact maximum. ``first``: exact pairs (i, j, d) already known, added first.
+    ``taken``: a dict that receives the candidates each search asked for ("nearest",
+    "maximum"; a pair asked for by both, or already known, counts in each)."""
     lists = NeighbourLists(n, k)
+    taken = {} if taken is None else taken
+    taken.setdefault("nearest", 0)
+    taken.setdefault("maximum", 0)
 
     def add(i, j, d):
         """Pairs new to the lists (each unordered pair is computed, and so added, once)."""
@@ -222,6 +228,7 @@ def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step
             rank = idx - np.searchsorted(idx, starts[q_rows[idx]])
             chosen = idx[rank < width]
             open_[chosen] = False
+            taken["nearest" if qi == 0 else "maximum"] += int(chosen.size)
             take.append(order[chosen])
         first_round = False
         step = int(step * 1.5) + 1               # few rounds even for long candidate lists
@@ -348,9 +355,12 @@ class PrunedEvaluation:
         before = self.cache.computed
         known = self.cache.keys
         first = (known // n, known % n, self.cache.vals)
+        taken = {}
         lists = _exact_neighbour_lists(n, min(k, n), rows, partners, c_lo, c_hi, self.cache,
-                                       first)
+                                       first, taken=taken)
         self.stats["neighbour_exact"] = self.cache.computed - before
+        self.stats["neighbour_asked_nearest"] = taken["nearest"]
+        self.stats["neighbour_asked_maximum"] = taken["maximum"]
         self._tick("exact_neighbours", t)
         return lists
 
