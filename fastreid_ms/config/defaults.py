@@ -142,6 +142,17 @@ _C.DATASETS.SYNTHETIC.NUM_CAMERAS = 6
 _C.DATASETS.SYNTHETIC.HEIGHT = 128
 _C.DATASETS.SYNTHETIC.WIDTH = 64
 
+# Partial variants: "<Name>-Partial" in NAMES / TESTS (e.g. "Market1501-Partial") is <Name>
+# with the images of SPLITS cropped as the AlignedReID++ paper's Market1501-Partial: a crop
+# height uniform in [HEIGHT_RANGE[0] h, HEIGHT_RANGE[1] h) and a uniform top, resized back.
+# Each crop is a function of (SEED, the image's path under ROOT); crops are cached as PNG in
+# CACHE_DIR ("" = OUTPUT_DIR/cache/partial), never in the dataset folder.
+_C.DATASETS.PARTIAL = CN()
+_C.DATASETS.PARTIAL.SPLITS = ["query"]
+_C.DATASETS.PARTIAL.HEIGHT_RANGE = [0.6, 0.9]
+_C.DATASETS.PARTIAL.SEED = 0
+_C.DATASETS.PARTIAL.CACHE_DIR = ""
+
 # -----------------------------------------------------------------------------
 # DATALOADER
 # -----------------------------------------------------------------------------
