@@ -131,3 +131,7 @@ def test_one_command_equals_five_eval_only_runs(random_checkpoint, capsys):
         assert [float(csv_row[m]) for m in METRIC_NAMES] == pytest.approx(
             _single(single, key), abs=1e-4)
     assert len({r["mAP"] for r in doc["rows"]}) > 1  # not one evaluation printed five times
+    by = {r["distance"]: r for r in doc["rows"]}
+    gain = doc["dmli_minus_global"]["Synthetic-Partial"]
+    assert gain["mAP"] == pytest.approx(by["DMLI"]["mAP"] - by["Global"]["mAP"])
+    assert f"DMLI - Global on Synthetic-Partial: Rank-1 {gain['Rank-1']:+.1f}" in printed
