@@ -12,9 +12,9 @@ from .build import DATASET_REGISTRY
 FOLDER_LAYOUT = """\
 <DATASETS.ROOT>/
   <DATASETS.FOLDER.NAME>/
-    bounding_box_train/         0002_c1s1_000451_03.jpg ...  (<person id>_c<camera>..., .jpg/.png/.bmp)
-    query/                      (DATASETS.FOLDER.TRAIN / QUERY / GALLERY rename these;
-    bounding_box_test/           TRAIN "" for a test-only folder)
+    bounding_box_train/    0002_c1s1_000451_03.jpg ...  (<person id>_c<camera>...; jpg/png/bmp)
+    query/                 (DATASETS.FOLDER.TRAIN / QUERY / GALLERY rename these;
+    bounding_box_test/      TRAIN "" for a test-only folder)
   Person id -1: junk (left out); 0 in the gallery: distractor; cameras c1, c2, ...
 """
 
