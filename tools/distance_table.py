@@ -128,7 +128,7 @@ def run(argv=None) -> int:
     try:
         return main(argv)
     except user_errors as exc:
-        train_net._report("error", exc)
+        print(f"\ndistance_table.py: error: {str(exc).strip()}", file=sys.stderr, flush=True)
         return train_net.EXIT_USER_ERROR
 
 
