@@ -142,6 +142,33 @@ _C.DATASETS.SYNTHETIC.NUM_CAMERAS = 6
 _C.DATASETS.SYNTHETIC.HEIGHT = 128
 _C.DATASETS.SYNTHETIC.WIDTH = 64
 
+# Your own images, no code (README "Your own data"). DATASETS.NAMES ["MarketFolder"]: the
+# folder ROOT/FOLDER.NAME with Market1501-named images in the sub-folders TRAIN / QUERY /
+# GALLERY (TRAIN "" for a test-only folder).
+_C.DATASETS.FOLDER = CN()
+_C.DATASETS.FOLDER.NAME = ""
+_C.DATASETS.FOLDER.TRAIN = "bounding_box_train"
+_C.DATASETS.FOLDER.QUERY = "query"
+_C.DATASETS.FOLDER.GALLERY = "bounding_box_test"
+# DATASETS.NAMES ["ListFiles"]: list files (relative to ROOT unless absolute) of lines
+# "<image path> <person id> <camera id>"; image paths relative to IMAGE_ROOT ("" = ROOT).
+_C.DATASETS.LISTS = CN()
+_C.DATASETS.LISTS.TRAIN = ""
+_C.DATASETS.LISTS.QUERY = ""
+_C.DATASETS.LISTS.GALLERY = ""
+_C.DATASETS.LISTS.IMAGE_ROOT = ""
+
+# Partial variants: "<Name>-Partial" in NAMES / TESTS (e.g. "Market1501-Partial") is <Name>
+# with the images of SPLITS cropped as the AlignedReID++ paper's Market1501-Partial: a crop
+# height uniform in [HEIGHT_RANGE[0] h, HEIGHT_RANGE[1] h) and a uniform top, resized back.
+# Each crop is a function of (SEED, the image's path under ROOT); crops are cached as PNG in
+# CACHE_DIR ("" = OUTPUT_DIR/cache/partial), never in the dataset folder.
+_C.DATASETS.PARTIAL = CN()
+_C.DATASETS.PARTIAL.SPLITS = ["query"]
+_C.DATASETS.PARTIAL.HEIGHT_RANGE = [0.6, 0.9]
+_C.DATASETS.PARTIAL.SEED = 0
+_C.DATASETS.PARTIAL.CACHE_DIR = ""
+
 # -----------------------------------------------------------------------------
 # DATALOADER
 # -----------------------------------------------------------------------------

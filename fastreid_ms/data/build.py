@@ -20,6 +20,7 @@ import numpy as np
 from ..utils import comm
 from ..utils.logger import get_logger
 from .datasets import DATASET_REGISTRY
+from .datasets.partial import partial_base_name, partial_from_config
 from .image_io import ImageReadError, read_image
 from .loader import NUM_WORKERS_AUTO, BatchMaker, default_num_workers, iterate_batches
 from .samplers import SAMPLER_REGISTRY, InferenceSampler
@@ -34,7 +35,11 @@ Item = Tuple[str, int, int]
 
 def build_dataset(cfg, name: str):
     """The dataset registered as ``name``, built from ``cfg`` (DATASETS.ROOT and the
-    dataset's own keys). A missing or malformed folder raises DatasetLayoutError."""
+    dataset's own keys). A missing or malformed folder raises DatasetLayoutError.
+    ``"<Name>-Partial"`` is ``<Name>`` with DATASETS.PARTIAL's crops (datasets/partial.py)."""
+    base = partial_base_name(name)
+    if base is not None and name not in DATASET_REGISTRY:
+        return partial_from_config(cfg, DATASET_REGISTRY.get(base).from_config(cfg), name)
     return DATASET_REGISTRY.get(name).from_config(cfg)
 
 

@@ -117,6 +117,37 @@ def parse_market_style_dir(dir_path: str, dataset: str, expected_layout: str,
     return items
 
 
+def check_splits(splits, known: Sequence[str], dataset: str, path: str,
+                 expected_layout: str) -> None:
+    """A layout error naming the first key of ``splits`` that is not one of ``known``."""
+    for split in splits:
+        if split not in known:
+            raise layout_error(dataset, f"unknown split '{split}' (the splits are "
+                               f"{', '.join(known)})", path, expected_layout)
+
+
+def check_queries_in_gallery(query: Sequence[Item], gallery: Sequence[Item], dataset: str,
+                             path: str, expected_layout: str) -> int:
+    """The number of query identities with no image in the gallery, logged as a warning
+    (their queries count in no metric); a layout error when no query identity is there."""
+    if not query:
+        return 0
+    gallery_ids = {pid for _, pid, _ in gallery}
+    query_ids = sorted({pid for _, pid, _ in query})
+    absent = [pid for pid in query_ids if pid not in gallery_ids]
+    if not absent:
+        return 0
+    images = sum(1 for _, pid, _ in query if pid not in gallery_ids)
+    message = (f"{len(absent)} of {len(query_ids)} query identities ({images} query images) have "
+               f"no image in the gallery (e.g. {', '.join(str(p) for p in absent[:5])})")
+    if len(absent) == len(query_ids):
+        raise layout_error(dataset, message + "; nothing can be evaluated", path,
+                           expected_layout, hint="Query and gallery must share identities: "
+                           "check that both use the same person ids.")
+    get_logger().warning("%s: %s: those queries are left out of every metric.", dataset, message)
+    return len(absent)
+
+
 def relabel(items: Iterable[Item]) -> List[Item]:
     """Map person ids to 0..N-1 in sorted order of the original ids (same on every rank)."""
     items = list(items)

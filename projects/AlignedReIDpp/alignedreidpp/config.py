@@ -23,7 +23,9 @@ def add_alignedreid_config(cfg):
     cfg.MODEL.LOSSES.LOCAL_TRI.MARGIN = 0.3
     cfg.MODEL.LOSSES.LOCAL_TRI.SCALE = 1.0
 
-    # Test distance: "global", "local" or "global_local" (their sum, as the seed reports).
+    # Test distance: "global", "local" or "global_local" (their sum, as the seed reports), or
+    # "all": the paper's five-column table (Global, Local unaligned, DMLI, Global+DMLI,
+    # Global+DMLI re-ranked) from one feature extraction (tools/distance_table.py).
     cfg.TEST.DISTANCE = "global_local"
     cfg.TEST.LOCAL = CN()
     # True: DMLI shortest-path alignment; False: the unaligned sum of part distances.

@@ -6,6 +6,11 @@ TEST.EVALUATOR "AlignedReIDEvaluator". Keys (projects/AlignedReIDpp/alignedreidp
   1 - cosine with TEST.METRIC cosine), "local" (DMLI of the "local" part features) or
   "global_local" (their sum);
 - TEST.LOCAL.ALIGNED: DMLI shortest path (True) or the unaligned diagonal sum (False);
+- TEST.DISTANCE "all": the paper's table from one set of features, its five columns
+  (DISTANCE_TABLE_COLUMNS): Global, Local (unaligned), DMLI, Global+DMLI and Global+DMLI
+  re-ranked, each with the metrics another TEST.DISTANCE / ALIGNED / RERANK run would give
+  (keys "<column>/Rank-1", ...; the plain and "RK " keys repeat the last two columns);
+  TEST.LOCAL.ALIGNED and TEST.RERANK.ENABLED play no part there, the other RERANK keys do;
 - TEST.RERANK.*: with CANDIDATES 0 the exact re-ranking of the seed on the (q+g)^2 matrix of
   global + local distances (its q-q and g-g local distances included); with CANDIDATES = K > 0 the
   candidate mode: query x gallery and query x query distances stay exact (so do the plain
@@ -18,6 +23,7 @@ TEST.EVALUATOR "AlignedReIDEvaluator". Keys (projects/AlignedReIDpp/alignedreidp
 """
 import logging
 import time
+from collections import OrderedDict
 
 import numpy as np
 
@@ -25,7 +31,8 @@ from fastreid_ms.evaluation.build import EVALUATOR_REGISTRY
 from fastreid_ms.evaluation.distance import (compute_distance, compute_distance_symmetric,
                                              normalize, stream_symmetric_tiles)
 from fastreid_ms.evaluation.neighbours import NeighbourLists
-from fastreid_ms.evaluation.reid_evaluation import ReidEvaluator, pairwise_feature_distance
+from fastreid_ms.evaluation.reid_evaluation import (METRIC_NAMES, ReidEvaluator,
+                                                    pairwise_feature_distance)
 from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 
 from .dmli import dmli_distance, dmli_distance_symmetric, dmli_pairs, dmli_symmetric_blocks
@@ -34,9 +41,16 @@ from .pruning import PrunedEvaluation
 
 logger = logging.getLogger("fastreid_ms")
 
-__all__ = ["AlignedReIDEvaluator"]
+__all__ = ["AlignedReIDEvaluator", "DISTANCE_TABLE_COLUMNS"]
 
-_DISTANCES = ("global", "local", "global_local")
+_DISTANCES = ("global", "local", "global_local", "all")
+# TEST.DISTANCE "all": (column, the TEST.DISTANCE, TEST.LOCAL.ALIGNED and TEST.RERANK.ENABLED
+# of the single run whose metrics the column holds).
+DISTANCE_TABLE_COLUMNS = (("Global", "global", True, False),
+                          ("Local", "local", False, False),
+                          ("DMLI", "local", True, False),
+                          ("Global+DMLI", "global_local", True, False),
+                          ("Global+DMLI RK", "global_local", True, True))
 # Farthest samples by the global distance whose local distance is computed in candidate mode,
 # so that each row's maximum (the re-ranking normaliser) is estimated from the far end too.
 _NUM_FAR = 16
@@ -74,11 +88,16 @@ class AlignedReIDEvaluator(ReidEvaluator):
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
     def _dmli_kwargs(self):
-        return {"aligned": bool(self.cfg.TEST.LOCAL.ALIGNED)}
+        aligned = getattr(self, "_aligned_override", None)
+        if aligned is None:
+            aligned = bool(self.cfg.TEST.LOCAL.ALIGNED)
+        return {"aligned": aligned}
 
     # --------------------------------------------------------------------------- plain distance
     def query_gallery_distance(self, feats, nq):
         mode = self._mode()
+        if mode == "all":  # a single ranking distance (tools/rank_gallery.py): the seed's
+            mode = "global_local"
         self._mode_cache = mode
         rk = self.cfg.TEST.RERANK
         # Candidate re-ranking picks gallery neighbours by the global distance, even in "local".
@@ -252,9 +271,58 @@ class AlignedReIDEvaluator(ReidEvaluator):
                     ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()))
         return results
 
+    # --------------------------------------------------------------------------- the table
+    def _evaluate_table(self):
+        """TEST.DISTANCE "all": the five columns of DISTANCE_TABLE_COLUMNS from the features
+        collected once; each distance is computed once and shared by the columns that use it
+        (the global one by Global, Global+DMLI and its re-ranking; the DMLI one likewise)."""
+        self.timings = OrderedDict()
+        feats, pids, camids, nq = self._collect()
+        metric, bs = self._metric(), self._block_size()
+        t = time.perf_counter()
+        x = self._global_features(feats, nq)
+        global_qg = compute_distance(x[:nq], x[nq:], metric, bs)
+        self._tick("global", t)
+        local = self._local_features(feats)
+        logger.info("Distance table: unaligned and DMLI local distances of %d queries x %d "
+                    "gallery samples ...", nq, len(local) - nq)
+        t = time.perf_counter()
+        local_qg = dmli_distance(local[:nq], local[nq:], block_size=None, aligned=False)
+        self._tick("local_unaligned_qg", t)
+        t = time.perf_counter()
+        dmli_qg = dmli_distance(local[:nq], local[nq:], block_size=None, aligned=True)
+        self._tick("local_qg", t)
+        both_qg = dmli_qg + global_qg      # as TEST.DISTANCE global_local adds them
+        results = OrderedDict()
+        plain = {"Global": global_qg, "Local": local_qg, "DMLI": dmli_qg, "Global+DMLI": both_qg}
+        for column, _, _, rerank in DISTANCE_TABLE_COLUMNS:
+            if rerank:
+                self._mode_cache = "global_local"
+                self._cached_global, self._cached_local = x, local
+                self._aligned_override = True
+                t = time.perf_counter()
+                try:
+                    dist = self.rerank(feats, nq, both_qg)
+                finally:
+                    self._aligned_override = None
+                self.timings["rerank"] = time.perf_counter() - t
+            else:
+                dist = plain[column]
+            results.update(self._rank_metrics(dist, pids, camids, nq, prefix=column + "/"))
+        for name in METRIC_NAMES:  # the usual keys: TEST.DISTANCE global_local with re-ranking
+            results[name] = results["Global+DMLI/" + name]
+        for name in METRIC_NAMES:
+            results["RK " + name] = results["Global+DMLI RK/" + name]
+        logger.info("Evaluated %d queries x %d gallery samples at the five test distances; "
+                    "seconds by stage: %s", nq, pids.shape[0] - nq,
+                    ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()))
+        return results
+
     def evaluate(self):
         self.prune_stats = None
         try:
+            if self._mode() == "all":
+                return self._evaluate_table()
             if self._use_pruning():
                 return self._evaluate_pruned()
             return super().evaluate()
