@@ -45,3 +45,25 @@ def test_tiny_benchmark_runs_and_exact_equals_seed(tmp_path, capsys):
     assert "speed-up" in printed and "max |diff| vs seed" in printed
     assert "pairs with exact DMLI" in printed and "CPU:" in printed
     assert out.read_text().strip() == results[0]["text"].strip()
+
+
+def _write_extracted(path, data, rows):
+    np.savez(path, **{"global": data["global"][rows], "local": data["local_16"][rows],
+                      "pids": data["pids"][rows], "camids": data["camids"][rows],
+                      "paths": np.array([f"img{i}.jpg" for i in rows])})
+
+
+def test_extracted_features_load_queries_first(tmp_path):
+    data = bench.make_features(20, 90, 8, 3, [16], seed=2)
+    q, g = tmp_path / "q.npz", tmp_path / "g.npz"
+    _write_extracted(q, data, np.arange(20))
+    _write_extracted(g, data, np.arange(20, 110))
+    got = bench.load_extracted_features(str(q), str(g))
+    assert got["num_query"] == 20
+    for key in ("global", "local_16", "pids", "camids"):
+        np.testing.assert_array_equal(got[key], data[key])
+    np.savez(tmp_path / "bad.npz", **{"global": data["global"][:5]})   # no local features
+    with pytest.raises(SystemExit, match="no local, pids, camids"):
+        bench.load_extracted_features(str(tmp_path / "bad.npz"), str(g))
+    with pytest.raises(SystemExit, match="does not exist"):
+        bench.load_extracted_features(str(tmp_path / "missing.npz"), str(g))

@@ -127,6 +127,35 @@ def make_features(num_query, num_gallery, num_ids, num_cams, local_dims, seed=0,
     return out
 
 
+def load_extracted_features(query_file, gallery_file):
+    """The features of a trained model as make_features returns them (queries first), from
+    two files of tools/extract_features.py (the query and the gallery folder): each .npz holds
+    global (N, D), local (N, P, C), pids and camids (parsed from Market1501-style names)."""
+    parts = []
+    for name, path in (("query", query_file), ("gallery", gallery_file)):
+        if not os.path.isfile(path):
+            raise SystemExit(f"benchmark_eval: --{name}-features {path} does not exist; write it "
+                             f"with tools/extract_features.py --input <the {name} folder>")
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("global", "local", "pids", "camids") if k not in z.files]
+            if missing:
+                raise SystemExit(f"benchmark_eval: {path} has no {', '.join(missing)}: it must "
+                                 "come from tools/extract_features.py with an AlignedReID++ "
+                                 "model (global and local features)")
+            parts.append({k: z[k] for k in ("global", "local", "pids", "camids")})
+    q, g = parts
+    if q["local"].shape[1:] != g["local"].shape[1:] or q["global"].shape[1] != g["global"].shape[1]:
+        raise SystemExit(f"benchmark_eval: the query and gallery features differ in shape "
+                         f"({q['local'].shape[1:]} vs {g['local'].shape[1:]}): extract both with "
+                         "the same model and config")
+    dim = int(q["local"].shape[2])
+    return {"global": np.concatenate([q["global"], g["global"]]).astype(np.float32),
+            f"local_{dim}": np.concatenate([q["local"], g["local"]]).astype(np.float32),
+            "pids": np.concatenate([q["pids"], g["pids"]]).astype(np.int64),
+            "camids": np.concatenate([q["camids"], g["camids"]]).astype(np.int64),
+            "num_query": int(q["pids"].shape[0])}
+
+
 # ----------------------------------------------------------------------------- workers
 def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -373,6 +402,11 @@ def main(argv=None):
     parser.add_argument("--generic", action="store_true",
                         help="every pipeline on AVX2 code only (numba for Haswell, OpenBLAS "
                              "Haswell kernels): an AVX2 machine's kernels on an AVX-512 one")
+    parser.add_argument("--query-features", default="",
+                        help="a trained model's query features (.npz of tools/extract_features.py"
+                             "); with --gallery-features, benchmark those instead of generated "
+                             "ones (their part size replaces --local-dims)")
+    parser.add_argument("--gallery-features", default="", help="see --query-features")
     parser.add_argument("--worker", choices=["seed", "exact", "pruned", "candidate"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -386,19 +420,32 @@ def main(argv=None):
         worker_main(args)
         return None
 
-    base = MSMT if args.msmt else MARKET
-    sizes = {k: max(1, int(round(v * args.scale))) for k, v in base.items()}
-    sizes["num_cams"] = base["num_cams"]
-    sizes["num_ids"] = max(10, min(sizes["num_ids"], sizes["num_query"]))
-    dims = [int(d) for d in args.local_dims.split(",") if d]
-    if args.msmt:
-        dims = dims[:1]
+    real = None
+    if args.query_features or args.gallery_features:
+        if not (args.query_features and args.gallery_features):
+            raise SystemExit("benchmark_eval: give both --query-features and --gallery-features")
+        real = load_extracted_features(args.query_features, args.gallery_features)
+        dims = [int(real[k].shape[2]) for k in real if k.startswith("local_")]
+        true_ids = real["pids"][real["pids"] > 0]
+        sizes = {"num_query": real["num_query"],
+                 "num_gallery": int(real["pids"].shape[0]) - real["num_query"],
+                 "num_ids": int(np.unique(true_ids).size),
+                 "num_cams": int(np.unique(real["camids"]).size), "features": "extracted"}
+    else:
+        base = MSMT if args.msmt else MARKET
+        sizes = {k: max(1, int(round(v * args.scale))) for k, v in base.items()}
+        sizes["num_cams"] = base["num_cams"]
+        sizes["num_ids"] = max(10, min(sizes["num_ids"], sizes["num_query"]))
+        dims = [int(d) for d in args.local_dims.split(",") if d]
+        if args.msmt:
+            dims = dims[:1]
     print(f"[benchmark] sizes {sizes}, part sizes {dims}, candidates {args.candidates}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as data_dir:
         t = time.perf_counter()
-        data = make_features(sizes["num_query"], sizes["num_gallery"], sizes["num_ids"],
-                             sizes["num_cams"], dims, seed=args.seed)
+        data = real if real is not None else make_features(
+            sizes["num_query"], sizes["num_gallery"], sizes["num_ids"], sizes["num_cams"], dims,
+            seed=args.seed)
         np.save(os.path.join(data_dir, "global.npy"), data["global"])
         for d in dims:
             np.save(os.path.join(data_dir, f"local_{d}.npy"), data[f"local_{d}"])
@@ -407,7 +454,7 @@ def main(argv=None):
         with open(os.path.join(data_dir, "meta.json"), "w") as f:
             json.dump({"num_query": data["num_query"]}, f)
         del data
-        print(f"[benchmark] features generated in {time.perf_counter() - t:.1f} s", flush=True)
+        print(f"[benchmark] features {'loaded' if real is not None else 'generated'} in {time.perf_counter() - t:.1f} s", flush=True)
         wanted = [p for p in args.pipelines.split(",") if p]
         for i, dim in enumerate(dims):
             runs = {}
