@@ -66,9 +66,6 @@ class ParameterCopies:
         for p in self.params:
             p.set_data(ms.Tensor(array.copy(), p.dtype))
 
-    def asnumpy(self):
-        return self.params[0].asnumpy()
-
 
 class ImageNetTargets:
     """An MGN model as the ImageNet loader sees its backbone: ``parameters_and_names()`` yields
