@@ -102,6 +102,16 @@ class EmbeddingHead(nn.Cell):
                                        has_bias=not (self.with_bnneck or self.cosine),
                                        weight_init=Normal(0.001), bias_init="zeros")
 
+    def _neck_eval(self, feat):
+        """The BN neck in eval mode written out, (x - mean) / sqrt(var + eps) * gamma + beta
+        with the running statistics: what ``self.bnneck`` computes in eval mode, in a form
+        MindSpore's ONNX exporter keeps (its BatchNorm1d output is lost as a graph output)."""
+        if not self.with_bnneck:
+            return feat
+        bn = self.bnneck
+        scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)
+        return (feat - bn.moving_mean) * scale + bn.beta
+
     def construct(self, features):
         """features: (N, C, H, W) backbone map."""
         x = features
@@ -109,11 +119,11 @@ class EmbeddingHead(nn.Cell):
             x = self.embedding(x)
         feat = self.pool(x)
         neck = feat
-        if self.with_bnneck:
+        if self.with_bnneck and self.training:
             neck = self.bnneck(feat)
         if not self.training:
             if self.neck_after:
-                return {"global": neck}
+                return {"global": self._neck_eval(feat)}
             return {"global": feat}
         metric_feat = neck if self.triplet_after else feat
         if self.cosine:

@@ -56,9 +56,11 @@ class AdaptiveAvgMaxPool(nn.Cell):
 
 def generalized_mean(x, p, eps=1e-6):
     """(N, C, H, W) -> (N, C): ``(mean_{h,w} max(x, eps)^p)^(1/p)``; ``p`` a float or a
-    scalar tensor (computed in float32)."""
+    tensor of shape (1,) (computed in float32)."""
     x = ops.maximum(x.astype(ms.float32), eps)
-    return ops.pow(ops.mean(ops.pow(x, p), axis=(2, 3)), 1.0 / p)
+    # A tensor p: 1 / p as a division of two tensors (a Reciprocal does not export to ONNX).
+    inv_p = 1.0 / p if isinstance(p, float) else ops.div(ops.ones_like(p), p)
+    return ops.pow(ops.mean(ops.pow(x, p), axis=(2, 3)), inv_p)
 
 
 @POOLING_REGISTRY.register()
@@ -88,7 +90,8 @@ class GeneralizedMeanPoolingP(nn.Cell):
         self.eps = float(eps)
 
     def construct(self, x):
-        return generalized_mean(x, self.p.reshape(()), self.eps)
+        # p stays (1,): a reshape to a 0-d tensor does not export to ONNX.
+        return generalized_mean(x, self.p, self.eps)
 
 
 # Historical names of EmbeddingHead's POOL_LAYER.
