@@ -313,6 +313,7 @@ def test_ibn_imagenet_weights_load_and_missing_file_is_named(tmp_path):
     assert not report.missing and not report.mismatched and not report.unexpected
     np.testing.assert_array_equal(_np(ours["layer1.0.bn1.IN.gamma"]), state["layer1.0.bn1.IN.weight"])
     assert torchvision_to_ours("layer1.0.bn1.BN.running_mean") == "layer1.0.bn1.BN.moving_mean"
+    assert torchvision_to_ours("layer1.0.bn1.IN.weight") == "layer1.0.bn1.IN.gamma"  # convert_torchvision.py
     cfg = get_cfg()
     missing = str(tmp_path / "resnet50_ibn_a-d9d0bb7b.npz")
     cfg.merge_from_list(["MODEL.BACKBONE.WITH_IBN", True, "MODEL.BACKBONE.PRETRAIN", True,

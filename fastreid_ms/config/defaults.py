@@ -52,7 +52,8 @@ _C.MODEL.BACKBONE.CONVENTION = "modelzoo"
 # ImageNet weights (IBN-Net's resnet50_ibn_a, converted with tools/convert_torchvision.py)
 # load through PRETRAIN_PATH with CONVENTION torchvision.
 _C.MODEL.BACKBONE.WITH_IBN = False
-# Non-local blocks after the last NL_LAYERS[i] residual blocks of stage i+1 (AGW / SBS: [0, 2, 3, 0]).
+# Non-local blocks after the last NL_LAYERS[i] residual blocks of stage i+1
+# (AGW / SBS: [0, 2, 3, 0]).
 _C.MODEL.BACKBONE.WITH_NL = False
 _C.MODEL.BACKBONE.NL_LAYERS = [0, 2, 3, 0]
 

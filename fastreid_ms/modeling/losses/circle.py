@@ -85,7 +85,8 @@ def pairwise_circle(features, targets, gamma, margin):
     alpha_n = ops.relu(detached + margin)
     logit_p = -gamma * alpha_p * (sim - (1.0 - margin))
     logit_n = gamma * alpha_n * (sim - margin)
-    per_anchor = ops.softplus(_masked_logsumexp(logit_p, is_pos) + _masked_logsumexp(logit_n, is_neg))
+    per_anchor = ops.softplus(_masked_logsumexp(logit_p, is_pos)
+                              + _masked_logsumexp(logit_n, is_neg))
     valid = valid_anchors(is_pos_b)
     return (per_anchor * valid).sum() / ops.clamp(valid.sum(), min=1.0)
 
