@@ -134,3 +134,20 @@ def test_export_parity_mindir_and_onnx(tmp_path, exported_model):
     path, _ = export_inference_model(model, "ONNX", str(tmp_path / name), (HEIGHT, WIDTH), batch_size=2)
     got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"images": images})[0]
     assert float(np.abs(got - reference).max() / np.abs(reference).max()) <= 1e-5
+
+
+@pytest.mark.parametrize("config", ["bagtricks_R50-ibn", "AGW_R50", "sbs_R50-ibn"])
+def test_recipe_configs_build_and_extract(config, pynative):
+    """The Market1501 recipe configs build their model (a narrow ResNet-50 here) and extract a
+    feature; training them needs Market1501 and the ImageNet weights. (The other three differ
+    from these by MODEL.BACKBONE.WITH_IBN only.)"""
+    from fastreid_ms.modeling import build_model
+    image = ms.Tensor(np.random.RandomState(2).rand(1, 3, 64, 32).astype(np.float32))
+    cfg = _cfg(f"configs/Market1501/{config}.yml",
+               ["MODEL.BACKBONE.BASE_WIDTH", 4, "MODEL.BACKBONE.FEAT_DIM", 128,
+                "MODEL.HEADS.NUM_CLASSES", 3])
+    model = build_model(cfg)
+    assert model.backbone.with_ibn == config.endswith("-ibn")
+    assert model.backbone.with_nl == (not config.startswith("bagtricks"))
+    model.set_train(False)
+    assert model(image)["global"].shape == (1, 128)
