@@ -21,6 +21,8 @@ _C.MODEL.DEVICE = "CPU"
 # GRAPH (compiled, default) or PYNATIVE (eager, for debugging).
 _C.MODEL.MODE = "GRAPH"
 _C.MODEL.META_ARCHITECTURE = "Baseline"
+# Children of the model frozen for the first SOLVER.FREEZE_ITERS iterations (e.g. ["backbone"]).
+_C.MODEL.FREEZE_LAYERS = []
 # Checkpoint of the whole model, for fine-tuning or --eval-only.
 _C.MODEL.WEIGHTS = ""
 
@@ -46,6 +48,14 @@ _C.MODEL.BACKBONE.PRETRAIN_PATH = (
 #                  before and 1 after), BN eps 1e-4;
 #   "torchvision"  torchvision's ResNet: symmetric padding k // 2, BN eps 1e-5.
 _C.MODEL.BACKBONE.CONVENTION = "modelzoo"
+# IBN-a (instance + batch norm after the first convolution of the blocks of stages 1-3); its
+# ImageNet weights (IBN-Net's resnet50_ibn_a, converted with tools/convert_torchvision.py)
+# load through PRETRAIN_PATH with CONVENTION torchvision.
+_C.MODEL.BACKBONE.WITH_IBN = False
+# Non-local blocks after the last NL_LAYERS[i] residual blocks of stage i+1
+# (AGW / SBS: [0, 2, 3, 0]).
+_C.MODEL.BACKBONE.WITH_NL = False
+_C.MODEL.BACKBONE.NL_LAYERS = [0, 2, 3, 0]
 
 _C.MODEL.HEADS = CN()
 _C.MODEL.HEADS.NAME = "EmbeddingHead"
@@ -53,11 +63,19 @@ _C.MODEL.HEADS.NAME = "EmbeddingHead"
 _C.MODEL.HEADS.NUM_CLASSES = 0
 # 0: no embedding layer, the pooled backbone feature is the global feature.
 _C.MODEL.HEADS.EMBEDDING_DIM = 0
+# A POOLING_REGISTRY name (modeling/heads/pooling.py): avgpool, maxpool, GeneralizedMeanPooling
+# (GeM, fixed p), GeneralizedMeanPoolingP (GeM, trained p), AdaptiveAvgMaxPool, ...
 _C.MODEL.HEADS.POOL_LAYER = "avgpool"
+# GeM's exponent p (the start value for GeneralizedMeanPoolingP).
+_C.MODEL.HEADS.GEM_P = 3.0
 # BN neck (bag of tricks): BN after pooling, classifier on the BN output.
 _C.MODEL.HEADS.WITH_BNNECK = False
 # Which feature is returned at test time with a BN neck: "before" or "after" the BN.
 _C.MODEL.HEADS.NECK_FEAT = "before"
+# Which feature the triplet (metric) losses see with a BN neck: "before" (bag of tricks) or
+# "after" the BN (fast-reid's SBS).
+_C.MODEL.HEADS.TRIPLET_FEAT = "before"
+# "linear" (logits) or "cosine" (alias "CircleSoftmax": cosine similarities for CircleSoftmaxLoss).
 _C.MODEL.HEADS.CLS_LAYER = "linear"
 
 _C.MODEL.LOSSES = CN()
@@ -79,6 +97,20 @@ _C.MODEL.LOSSES.TRI.SCALE = 1.0
 _C.MODEL.LOSSES.CENTER = CN()
 _C.MODEL.LOSSES.CENTER.SCALE = 5e-4
 
+# CircleSoftmaxLoss: cross entropy on circle logits of the cosine classifier (SBS). GAMMA is
+# the scale s (fast-reid's HEADS.SCALE), MARGIN m (HEADS.MARGIN), EPSILON label smoothing.
+_C.MODEL.LOSSES.CIRCLE_SOFTMAX = CN()
+_C.MODEL.LOSSES.CIRCLE_SOFTMAX.GAMMA = 64.0
+_C.MODEL.LOSSES.CIRCLE_SOFTMAX.MARGIN = 0.35
+_C.MODEL.LOSSES.CIRCLE_SOFTMAX.EPSILON = 0.1
+_C.MODEL.LOSSES.CIRCLE_SOFTMAX.SCALE = 1.0
+
+# CircleLoss: the pairwise circle loss on the global features.
+_C.MODEL.LOSSES.CIRCLE = CN()
+_C.MODEL.LOSSES.CIRCLE.GAMMA = 128.0
+_C.MODEL.LOSSES.CIRCLE.MARGIN = 0.25
+_C.MODEL.LOSSES.CIRCLE.SCALE = 1.0
+
 # -----------------------------------------------------------------------------
 # INPUT
 # -----------------------------------------------------------------------------
@@ -98,6 +130,11 @@ _C.INPUT.TRANSLATE = CN()
 _C.INPUT.TRANSLATE.ENABLED = True
 _C.INPUT.TRANSLATE.PROB = 0.5
 _C.INPUT.TRANSLATE.SCALE = 1.125
+
+# AutoAugment (Cubuk et al., the ImageNet policy) applied first, with probability PROB (SBS: 0.1).
+_C.INPUT.AUTOAUG = CN()
+_C.INPUT.AUTOAUG.ENABLED = False
+_C.INPUT.AUTOAUG.PROB = 0.0
 
 _C.INPUT.PADDING = CN()
 _C.INPUT.PADDING.ENABLED = False
@@ -223,6 +260,13 @@ _C.SOLVER.WARMUP_EPOCHS = 6
 _C.SOLVER.WARMUP_METHOD = "linear"
 _C.SOLVER.WARMUP_FACTOR = 0.0
 _C.SOLVER.WARMUP_START_LR = -1.0
+# > 0: the warm-up lasts this many iterations (fast-reid's unit) instead of WARMUP_EPOCHS.
+_C.SOLVER.WARMUP_ITERS = 0
+# Cosine only: the rate stays at BASE_LR until this epoch, then the cosine runs to MAX_EPOCH.
+_C.SOLVER.DELAY_EPOCHS = 0
+# The parameters under MODEL.FREEZE_LAYERS (name prefixes of the model's children, e.g.
+# "backbone") get learning rate 0 for the first FREEZE_ITERS iterations (SBS: 1000).
+_C.SOLVER.FREEZE_ITERS = 0
 
 # Global batch (split across devices) = P identities x NUM_INSTANCE.
 _C.SOLVER.IMS_PER_BATCH = 32

@@ -45,16 +45,47 @@ def param_group_key(name: str, solver_cfg) -> tuple:
     return lr_factor, wd
 
 
-def build_param_groups(model: nn.Cell, solver_cfg, lr_table) -> List[Dict]:
-    """MindSpore group dicts ``{"params", "lr", "weight_decay"}``, one per (lr factor, decay)."""
+def is_frozen_param(name: str, freeze_layers) -> bool:
+    """True when ``name`` lies under one of ``freeze_layers`` (children of the model such as
+    "backbone", or dotted paths such as "backbone.layer1")."""
+    return any(name == layer or name.startswith(layer + ".") for layer in freeze_layers)
+
+
+def build_param_groups(model: nn.Cell, solver_cfg, lr_table, freeze_layers=(),
+                       freeze_iters: int = 0) -> List[Dict]:
+    """MindSpore group dicts ``{"params", "lr", "weight_decay"}``, one per (lr factor, decay,
+    frozen).
+
+    Parameters under ``freeze_layers`` get learning rate 0 for the first ``freeze_iters``
+    iterations (SOLVER.FREEZE_ITERS with MODEL.FREEZE_LAYERS, fast-reid's SBS): they do not
+    move while the new layers settle, and the schedule's table is used unchanged after that.
+    """
+    freeze_layers = tuple(str(l) for l in freeze_layers or ()) if int(freeze_iters) > 0 else ()
     groups: "OrderedDict[tuple, list]" = OrderedDict()
+    matched = set()
     for param in model.trainable_params():
-        groups.setdefault(param_group_key(param.name, solver_cfg), []).append(param)
+        frozen = is_frozen_param(param.name, freeze_layers)
+        if frozen:
+            matched.update(l for l in freeze_layers if is_frozen_param(param.name, (l,)))
+        key = param_group_key(param.name, solver_cfg) + (frozen,)
+        groups.setdefault(key, []).append(param)
     if not groups:
         raise ValueError("The model has no trainable parameters to optimize.")
+    unknown = [l for l in freeze_layers if l not in matched]
+    if unknown:
+        raise ValueError(f"MODEL.FREEZE_LAYERS names {unknown}, which hold no trainable parameter "
+                         "of the model; use the names of its children, e.g. ['backbone'].")
     table = np.asarray(lr_table, dtype=np.float64)
-    return [{"params": params, "lr": TableLR(table * factor), "weight_decay": wd}
-            for (factor, wd), params in groups.items()]
+    out = []
+    # Frozen groups last, so that the first group (the rate the trainer logs) is a moving one.
+    items = sorted(groups.items(), key=lambda kv: kv[0][2])
+    for (factor, wd, frozen), params in items:
+        lrs = table * factor
+        if frozen:
+            lrs = lrs.copy()
+            lrs[:int(freeze_iters)] = 0.0
+        out.append({"params": params, "lr": TableLR(lrs), "weight_decay": wd})
+    return out
 
 
 def build_optimizer_from_groups(name: str, groups: List[Dict], solver_cfg) -> nn.Optimizer:

@@ -1,4 +1,5 @@
 """The train and test pipelines from INPUT.*."""
+from .autoaugment import AutoAugment
 from .transforms import (ERASING_MODES, SEED_ERASING_FILL, Compose, Normalize, PadRandomCrop,
                          RandomErasing, RandomHorizontalFlip, RandomTranslate, Resize, ToCHW,
                          ToFloat)
@@ -21,7 +22,8 @@ def build_erasing(cfg) -> RandomErasing:
 def build_transforms(cfg, is_train: bool = True) -> Compose:
     """uint8 (H, W, 3) image -> normalised float32 (3, height, width).
 
-    Train: resize (or the random translation), flip, pad + random crop, each as INPUT.*
+    Train: [AutoAugment (INPUT.AUTOAUG, on the decoded image, fast-reid's SBS)], resize (or
+    the random translation), flip, pad + random crop, each as INPUT.*
     enables it; test: resize only. Then normalise with INPUT.PIXEL_MEAN / PIXEL_STD (0-255
     scale) and transpose to CHW. Random erasing (train) comes after the normalisation in
     INPUT.REA.MODE "seed" (as the seed), before it in "retry".
@@ -30,6 +32,8 @@ def build_transforms(cfg, is_train: bool = True) -> Compose:
     steps = []
     if is_train:
         size = tuple(inp.SIZE_TRAIN)
+        if inp.AUTOAUG.ENABLED and inp.AUTOAUG.PROB > 0:
+            steps.append(AutoAugment(inp.AUTOAUG.PROB))
         if inp.TRANSLATE.ENABLED:
             steps.append(RandomTranslate(size, inp.TRANSLATE.PROB, inp.TRANSLATE.SCALE))
         else:

@@ -184,7 +184,7 @@ def torchvision_to_ours(name: str, is_norm: Optional[bool] = None) -> str:
     ``layerX.Y.downsample.*`` -> ``layerX.Y.down_sample_layer.*``; norm ``weight`` / ``bias``
     -> ``gamma`` / ``beta``; ``running_mean`` / ``running_var`` -> ``moving_mean`` /
     ``moving_variance``; ``fc.*`` -> ``end_point.*``. ``is_norm`` says whether the module is a
-    BatchNorm; None guesses from the name (``bn*`` or ``downsample.1``).
+    BatchNorm; None guesses from the name (``bn*``, IBN-a's ``IN`` / ``BN``, or ``downsample.1``).
     """
     name = _strip_prefix(name)
     name = name.replace(".downsample.", ".down_sample_layer.")
@@ -195,7 +195,9 @@ def torchvision_to_ours(name: str, is_norm: Optional[bool] = None) -> str:
         return f"{module}.{_BN_SUFFIX[leaf]}"
     if is_norm is None:
         last = module.rpartition(".")[2]
-        is_norm = last.startswith("bn") or module.endswith("down_sample_layer.1")
+        # IBN-a blocks (IBN-Net's ImageNet weights) hold their norms as bn1.IN / bn1.BN.
+        is_norm = (last.startswith("bn") or last in ("IN", "BN")
+                   or module.endswith("down_sample_layer.1"))
     if is_norm and leaf in ("weight", "bias"):
         return f"{module}.{'gamma' if leaf == 'weight' else 'beta'}"
     return name
