@@ -265,6 +265,52 @@ def test_imagenet_weights_go_into_every_copy(tmp_path, caplog):
     assert model.backbone.convention == "modelzoo"
 
 
+def test_recipe_freezes_the_trunk_and_the_branches():
+    """Base-MGN's MODEL.FREEZE_LAYERS (fast-reid's backbone + b1/b2/b3) name the trunk and the
+    branch copies of a built MGN: every such parameter starts frozen, no reduction or
+    classifier does."""
+    from fastreid_ms.solver.optim import build_param_groups, is_frozen_param
+    cfg = get_cfg()
+    cfg.merge_from_file(MARKET_CFG)
+    layers = list(cfg.MODEL.FREEZE_LAYERS)
+    assert cfg.SOLVER.FREEZE_ITERS == 1000 and cfg.SOLVER.DELAY_EPOCHS == 30
+    model = _tiny_model()
+    names = [p.name for p in model.trainable_params()]
+    frozen = [n for n in names if is_frozen_param(n, layers)]
+    assert frozen == [n for n in names if n.startswith(("trunk.", "heads.branches."))]
+    assert any(n.startswith("heads.reductions.") for n in names)
+    groups = build_param_groups(model, cfg.SOLVER, np.full(20, 0.1), layers, 5)
+    starts_frozen = set()
+    for group in groups:
+        table = group["lr"].table.asnumpy()
+        assert table[5:] == pytest.approx(0.1)
+        if table[:5].max() == 0:
+            starts_frozen.update(p.name for p in group["params"])
+        else:
+            assert table[:5] == pytest.approx(0.1)
+    assert starts_frozen == set(frozen)
+
+
+def test_ibn_a_branches_keep_their_instance_norm():
+    """With an IBN-a ResNet the copied layer3 blocks keep IBN (and its parameters' values);
+    the R50-ibn recipe asks for it."""
+    from fastreid_ms.modeling.backbones.resnet import IBN
+    ms.set_seed(3)
+    resnet = ResNet(with_ibn=True, **TINY)
+    randomize_bn_stats(resnet, 3)
+    head = MGNHead(resnet=resnet, num_classes=4, reduction_dim=6)
+    for branch in head.branches:
+        for copy, source in zip(branch.layer3, list(resnet.layer3)[1:]):
+            assert isinstance(copy.bn1, IBN) and isinstance(source.bn1, IBN)
+            for (name, p), (_, q) in zip(copy.parameters_and_names(),
+                                         source.parameters_and_names()):
+                np.testing.assert_array_equal(p.asnumpy(), q.asnumpy(), err_msg=name)
+        assert not any(isinstance(b.bn1, IBN) for b in branch.layer4)
+    ibn = get_cfg()
+    ibn.merge_from_file(os.path.join(CONFIGS, "Market1501", "mgn_R50-ibn.yml"))
+    assert ibn.MODEL.BACKBONE.WITH_IBN and ibn.MODEL.META_ARCHITECTURE == "MGN"
+
+
 def test_configs_and_errors():
     cfg = get_cfg()
     cfg.merge_from_file(MARKET_CFG)

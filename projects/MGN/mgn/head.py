@@ -21,6 +21,7 @@ import mindspore.ops as ops
 from mindspore.common.initializer import HeNormal, Normal
 
 from fastreid_ms.modeling.backbones import build_backbone
+from fastreid_ms.modeling.backbones.resnet import IBN
 from fastreid_ms.modeling.heads.build import HEAD_REGISTRY
 
 POOLS = ("max", "avg")
@@ -54,7 +55,8 @@ def clone_block(block, stride: int, norm: str = "BN", convention: str = "modelzo
     every parameter of ``block`` (the stride changes no parameter shape)."""
     in_channels = int(block.conv1.in_channels)
     channels = int(block.conv1.out_channels)
-    clone = type(block)(in_channels, channels, stride, norm, convention)
+    with_ibn = isinstance(block.bn1, IBN)        # IBN-a blocks (MODEL.BACKBONE.WITH_IBN) stay so
+    clone = type(block)(in_channels, channels, stride, norm, convention, with_ibn=with_ibn)
     if clone.down_sample != block.down_sample:
         raise ValueError(f"Cannot copy a {type(block).__name__} ({in_channels} -> "
                          f"{channels * block.expansion} channels) with stride {stride}: the copy "
