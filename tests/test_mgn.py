@@ -302,8 +302,10 @@ def test_ibn_a_branches_keep_their_instance_norm():
     for branch in head.branches:
         for copy, source in zip(branch.layer3, list(resnet.layer3)[1:]):
             assert isinstance(copy.bn1, IBN) and isinstance(source.bn1, IBN)
-            for (name, p), (_, q) in zip(copy.parameters_and_names(),
-                                         source.parameters_and_names()):
+            copied = list(copy.parameters_and_names())
+            original = list(source.parameters_and_names())
+            assert [n for n, _ in copied] == [n for n, _ in original]
+            for (name, p), (_, q) in zip(copied, original):
                 np.testing.assert_array_equal(p.asnumpy(), q.asnumpy(), err_msg=name)
         assert not any(isinstance(b.bn1, IBN) for b in branch.layer4)
     ibn = get_cfg()

@@ -5,21 +5,12 @@ from mindspore.common.initializer import HeNormal, Normal
 
 from ..losses.triplet import l2_normalize
 from .build import HEAD_REGISTRY
-from .pooling import build_pooling, pool_names
+from .pooling import build_pooling
 
-# The two historical names (kept for code that imports them); every POOLING_REGISTRY name works.
-POOL_LAYERS = ("avgpool", "maxpool")
 # "linear": logits W x (+ b); "cosine" (fast-reid's name "CircleSoftmax" too): the cosine of
 # the L2-normalised feature and class weights, for margin losses such as CircleSoftmaxLoss.
 CLS_LAYERS = {"linear": "linear", "Linear": "linear", "cosine": "cosine",
               "CircleSoftmax": "cosine"}
-
-
-def global_pool(x, pool_layer):
-    """(N, C, H, W) -> (N, C) by average or max over the spatial positions."""
-    if pool_layer == "maxpool":
-        return ops.amax(x, axis=(2, 3))
-    return ops.mean(x, axis=(2, 3))
 
 
 @HEAD_REGISTRY.register()
@@ -69,9 +60,6 @@ class EmbeddingHead(nn.Cell):
         neck_feat = neck_feat or "before"
         triplet_feat = triplet_feat or "before"
         cls_layer = cls_layer or "linear"
-        if pool_layer not in pool_names():
-            raise ValueError(f"MODEL.HEADS.POOL_LAYER '{pool_layer}' is not supported; use one of "
-                             f"{pool_names()}.")
         if neck_feat not in ("before", "after"):
             raise ValueError(f"MODEL.HEADS.NECK_FEAT must be 'before' or 'after', got '{neck_feat}'.")
         if triplet_feat not in ("before", "after"):

@@ -3,7 +3,7 @@ import mindspore.nn as nn
 
 from ..backbones import build_backbone
 from ..heads import build_heads
-from ..losses import LOSS_REGISTRY
+from ..losses import build_losses, loss_names
 from .build import META_ARCH_REGISTRY
 
 
@@ -34,17 +34,7 @@ class Baseline(nn.Cell):
             heads = build_heads(cfg) if heads is None else heads
             num_classes = cfg.MODEL.HEADS.NUM_CLASSES if num_classes is None else num_classes
             if losses is None:
-                names = list(cfg.MODEL.LOSSES.NAME)
-                if not names:
-                    raise ValueError("MODEL.LOSSES.NAME is empty: list at least one loss.")
-                # A loss that needs the class count (center loss) cannot be built without it;
-                # those are left out of a feature-extraction model (NUM_CLASSES 0).
-                losses = []
-                for name in names:
-                    loss_cls = LOSS_REGISTRY.get(name)
-                    if int(num_classes or 0) <= 0 and getattr(loss_cls, "needs_num_classes", False):
-                        continue
-                    losses.append(loss_cls(cfg))
+                losses = build_losses(cfg, num_classes)
         if backbone is None or heads is None:
             raise ValueError("Baseline needs a config or both backbone= and heads=.")
         self.backbone = backbone
@@ -52,10 +42,7 @@ class Baseline(nn.Cell):
         self.num_classes = int(num_classes if num_classes is not None
                                else getattr(heads, "num_classes", 0) or 0)
         losses = list(losses or [])
-        self.loss_names = tuple(getattr(l, "loss_name", type(l).__name__) for l in losses)
-        if len(set(self.loss_names)) != len(self.loss_names):
-            raise ValueError(f"Two losses share a loss_name: {list(self.loss_names)}; each loss in "
-                             "MODEL.LOSSES.NAME must appear once.")
+        self.loss_names = loss_names(losses)
         self.losses = nn.CellList(losses)
         self._no_class_msg = (
             "Baseline cannot train with MODEL.HEADS.NUM_CLASSES = "

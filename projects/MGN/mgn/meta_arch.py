@@ -18,7 +18,7 @@ import mindspore.nn as nn
 
 from fastreid_ms.modeling.backbones import build_backbone
 from fastreid_ms.modeling.heads.build import HEAD_REGISTRY
-from fastreid_ms.modeling.losses.build import LOSS_REGISTRY
+from fastreid_ms.modeling.losses.build import build_losses, loss_names
 from fastreid_ms.modeling.meta_arch.build import META_ARCH_REGISTRY
 
 
@@ -113,15 +113,7 @@ class MGN(nn.Cell):
                 heads = head_cls(cfg, resnet=resnet)
             num_classes = cfg.MODEL.HEADS.NUM_CLASSES if num_classes is None else num_classes
             if losses is None:
-                names = list(cfg.MODEL.LOSSES.NAME)
-                if not names:
-                    raise ValueError("MODEL.LOSSES.NAME is empty: list at least one loss.")
-                losses = []
-                for name in names:
-                    loss_cls = LOSS_REGISTRY.get(name)
-                    if int(num_classes or 0) <= 0 and getattr(loss_cls, "needs_num_classes", False):
-                        continue
-                    losses.append(loss_cls(cfg))
+                losses = build_losses(cfg, num_classes)
         if resnet is None:
             raise ValueError("MGN needs a config or resnet= (a ResNet backbone to split).")
         if not all(hasattr(resnet, k) for k in ("conv1", "layer1", "layer2", "layer3", "layer4")):
@@ -135,10 +127,7 @@ class MGN(nn.Cell):
         self.num_classes = int(num_classes if num_classes is not None
                                else getattr(heads, "num_classes", 0) or 0)
         losses = list(losses or [])
-        self.loss_names = tuple(getattr(l, "loss_name", type(l).__name__) for l in losses)
-        if len(set(self.loss_names)) != len(self.loss_names):
-            raise ValueError(f"Two losses share a loss_name: {list(self.loss_names)}; each loss in "
-                             "MODEL.LOSSES.NAME must appear once.")
+        self.loss_names = loss_names(losses)
         self.losses = nn.CellList(losses)
         self._no_class_msg = (
             f"MGN cannot train with MODEL.HEADS.NUM_CLASSES = {self.num_classes}: set it to the "
