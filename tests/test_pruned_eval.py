@@ -13,7 +13,8 @@ from fastreid_ms.utils.blas import blas_core_for
 from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
 from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (PartProjection, auto_rank,
                                                               dmli_bounds)
-from projects.AlignedReIDpp.alignedreidpp.pruning import ExactPairCache
+from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, _exact_neighbour_lists,
+                                                          next_open_per_row)
 
 
 def _parts(rng, n, channels, power=1.5, noise=0.3, ids=None):
@@ -94,6 +95,47 @@ def test_exact_pair_cache_computes_each_pair_once():
     np.testing.assert_array_equal(b, [305, 909, 107])
     np.testing.assert_array_equal(new, [9 * 50 + 9])
     assert calls == [3, 1] and cache.computed == 4
+
+
+def test_next_open_per_row_matches_a_loop():
+    """The branch and bound takes, in each row, the next few of the candidates still open,
+    whatever was closed before (in its own row or in earlier rows)."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 9, 40)
+    rows = np.repeat(np.arange(40), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for trial in range(20):
+        open_ = rng.random(rows.size) < 0.6
+        width = int(rng.integers(1, 6))
+        want = []
+        for r in range(40):
+            pos = [p for p in range(starts[r], starts[r] + counts[r]) if open_[p]]
+            want += pos[:width]
+        np.testing.assert_array_equal(next_open_per_row(open_, rows, starts, width), want)
+
+
+def test_neighbour_search_with_known_pairs_asks_for_the_k_nearest_only():
+    """Tight bounds, some rows' lists already known: each row asks for its k nearest once
+    (a bug that mixed positions once had rows behind a closed one wait and then take larger
+    steps, several times more pairs on real bounds)."""
+    rng = np.random.default_rng(4)
+    n, k = 50, 5
+    d = rng.permutation(n * n).reshape(n, n).astype(np.float32)
+    d = np.minimum(d, d.T)
+    np.fill_diagonal(d, 0)
+    i, j = np.nonzero(~np.eye(n, dtype=bool))
+    order = np.argsort(i, kind="stable")
+    rows, partners = i[order], j[order]
+    lo, hi = d[rows, partners] - 0.25, d[rows, partners] + 0.25
+    cache = ExactPairCache(n, lambda a, b: d[a, b])
+    cache(np.zeros(n - 1, np.int64), np.arange(1, n))         # row 0 fully known, as the
+    first = (cache.keys // n, cache.keys % n, cache.vals)     # query x gallery pairs are
+    taken = {}
+    lists = _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first, taken=taken)
+    got = np.sort(lists.result()["dist"], axis=1)
+    masked = d + np.diag(np.full(n, np.inf, np.float32))
+    np.testing.assert_array_equal(got[:, :k], np.sort(masked, axis=1)[:, :k])
+    assert taken["nearest"] == n * k
 
 
 def _dataset(rng, num_query, num_gallery, channels):

@@ -33,7 +33,7 @@ from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 
 from .dmli_bounds import PartProjection, auto_rank, dmli_bounds, dmli_bounds_symmetric_blocks
 
-__all__ = ["ExactPairCache", "PrunedEvaluation", "total_slack"]
+__all__ = ["ExactPairCache", "PrunedEvaluation", "next_open_per_row", "total_slack"]
 
 
 def total_slack(values):
@@ -179,6 +179,18 @@ class _Candidates:
         return rows[keep], partners[keep], los[keep], his[keep]
 
 
+def next_open_per_row(open_, rows, starts, width):
+    """Positions of the first ``width`` True entries of ``open_`` within each row's run:
+    ``rows`` (T,) sorted row of each entry, ``starts`` (n,) the position of each row's first
+    entry. Returns the positions (ascending)."""
+    idx = np.nonzero(open_)[0]
+    if idx.size == 0:
+        return idx
+    # position of each open entry among the open entries of its own row
+    rank = np.arange(idx.size) - np.searchsorted(idx, starts[rows[idx]])
+    return idx[rank < width]
+
+
 def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=2,
                            taken=None):
     """NeighbourLists (k nearest, row maxima) of exact distances, computing as few as the
@@ -220,13 +232,10 @@ def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step
             # Sorted within each row, so ``alive`` is a prefix of each row's candidates: once a
             # candidate cannot matter, neither can the rest of its row.
             open_ &= alive
-            idx = np.nonzero(open_)[0]
-            if idx.size == 0:
-                continue
-            # the next `width` open candidates of each row
             width = k if first_round and qi == 0 else step
-            rank = idx - np.searchsorted(idx, starts[q_rows[idx]])
-            chosen = idx[rank < width]
+            chosen = next_open_per_row(open_, q_rows, starts, width)
+            if chosen.size == 0:
+                continue
             open_[chosen] = False
             taken["nearest" if qi == 0 else "maximum"] += int(chosen.size)
             take.append(order[chosen])
