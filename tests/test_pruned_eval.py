@@ -14,7 +14,7 @@ from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
 from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (PartProjection, auto_rank,
                                                               dmli_bounds)
 from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, _exact_neighbour_lists,
-                                                          next_open_per_row)
+                                                          first_per_row, order_by_row)
 
 
 def _parts(rng, n, channels, power=1.5, noise=0.3, ids=None):
@@ -97,21 +97,27 @@ def test_exact_pair_cache_computes_each_pair_once():
     assert calls == [3, 1] and cache.computed == 4
 
 
-def test_next_open_per_row_matches_a_loop():
-    """The branch and bound takes, in each row, the next few of the candidates still open,
-    whatever was closed before (in its own row or in earlier rows)."""
+def test_first_per_row_matches_a_loop():
     rng = np.random.default_rng(3)
-    counts = rng.integers(0, 9, 40)
-    rows = np.repeat(np.arange(40), counts)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for trial in range(20):
-        open_ = rng.random(rows.size) < 0.6
+        rows = np.sort(rng.integers(0, 40, int(rng.integers(0, 200))))
         width = int(rng.integers(1, 6))
-        want = []
-        for r in range(40):
-            pos = [p for p in range(starts[r], starts[r] + counts[r]) if open_[p]]
-            want += pos[:width]
-        np.testing.assert_array_equal(next_open_per_row(open_, rows, starts, width), want)
+        want = np.zeros(rows.size, dtype=bool)
+        for r in np.unique(rows):
+            want[np.nonzero(rows == r)[0][:width]] = True
+        np.testing.assert_array_equal(first_per_row(rows, width), want)
+
+
+def test_order_by_row_matches_lexsort():
+    rng = np.random.default_rng(8)
+    rows = rng.integers(0, 30, 500)
+    key = rng.standard_normal(500).astype(np.float32)
+    key[:40] = key[40:80]                               # ties
+    key[80:90] = [0.0, -0.0, np.inf, -np.inf, 1e-38, -1e-38, 3.5, -3.5, 1e30, -1e30]
+    order = order_by_row(rows, key)
+    want = np.lexsort((key, rows))
+    np.testing.assert_array_equal(rows[order], rows[want])
+    np.testing.assert_array_equal(key[order], key[want])
 
 
 def test_neighbour_search_with_known_pairs_asks_for_the_k_nearest_only():

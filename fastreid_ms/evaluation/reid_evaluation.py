@@ -6,6 +6,13 @@ from collections import OrderedDict
 
 import numpy as np
 
+try:
+    import numba
+except ImportError:  # pragma: no cover - the numpy path remains
+    numba = None
+
+from fastreid_ms.utils.threads import run_tasks
+
 from .build import EVALUATOR_REGISTRY
 from .distance import compute_distance, normalize, stream_symmetric_tiles
 from .neighbours import NeighbourLists
@@ -27,23 +34,44 @@ def _to_numpy(x):
     return np.asarray(x)
 
 
-def pairwise_feature_distance(x, i, j, metric, chunk=4096, sq_norms=None):
+def _pair_dots(x, i, j, out):
+    """out[t] = x[i[t]] . x[j[t]] (float32 rows of x (N, D), pairs i, j (T,))."""
+    d = x.shape[1]
+    for t in range(i.shape[0]):
+        a, b = x[i[t]], x[j[t]]
+        acc = np.float32(0.0)
+        for k in range(d):
+            acc += a[k] * b[k]
+        out[t] = acc
+
+
+_pair_dots_jit = numba.njit(nogil=True, cache=True, fastmath=True)(_pair_dots) \
+    if numba is not None else None
+
+
+def pairwise_feature_distance(x, i, j, metric, chunk=4096, sq_norms=None, num_threads=None):
     """Distances of the pairs (x[i[t]], x[j[t]]) of rows of ``x`` (N, D), same convention as
     ``compute_distance`` (squared euclidean or 1 - cosine), float32. ``sq_norms``: the (N,)
-    squared norms of the rows, when known."""
+    squared norms of the rows, when known. The dot products run in a compiled kernel in
+    threads where numba imports (no (T, D) gathers), else in NumPy chunks."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     i = np.asarray(i, dtype=np.int64)
     j = np.asarray(j, dtype=np.int64)
-    out = np.empty(i.shape[0], dtype=np.float32)
     if metric != "cosine" and sq_norms is None:
         sq_norms = np.einsum("ij,ij->i", x, x)
-    for s in range(0, i.shape[0], chunk):
-        ii, jj = i[s:s + chunk], j[s:s + chunk]
-        dot = np.einsum("ij,ij->i", x[ii], x[jj])
-        if metric == "cosine":
-            out[s:s + chunk] = 1.0 - dot
-        else:
-            out[s:s + chunk] = sq_norms[ii] + sq_norms[jj] - 2 * dot
-    return out
+    dot = np.empty(i.shape[0], dtype=np.float32)
+
+    def work(s):
+        e = min(s + chunk, i.shape[0])
+        if _pair_dots_jit is not None:
+            _pair_dots_jit(x, i[s:e], j[s:e], dot[s:e])
+        else:  # pragma: no cover - numba is a dependency
+            dot[s:e] = np.einsum("ij,ij->i", x[i[s:e]], x[j[s:e]])
+
+    run_tasks([(s,) for s in range(0, i.shape[0], chunk)], work, num_threads)
+    if metric == "cosine":
+        return (1.0 - dot).astype(np.float32)
+    return (sq_norms[i] + sq_norms[j] - 2 * dot).astype(np.float32)
 
 
 def average_query_expansion(feats, num_query, qe_times=1, qe_k=5, alpha=3.0, block_size=1024):

@@ -312,25 +312,43 @@ def _mirror_upper(out, block):
         diag[lower] = diag.T[lower]
 
 
-def _pairs_compiled(x, y, i, j, aligned, num_threads, chunk=_PAIR_CHUNK):
-    """The fused pair kernel of dmli_numba.py over chunks of pairs in worker threads."""
+def _pairs_compiled(x, y, i, j, aligned, num_threads, chunk=_PAIR_CHUNK, x_sq=None, y_sq=None):
+    """The fused pair kernel of dmli_numba.py over chunks of pairs in worker threads, the pairs
+    taken in (i, j) order so that consecutive pairs share x[i] in cache."""
     x = np.ascontiguousarray(x)
     y = np.ascontiguousarray(y)
-    x_sq = np.einsum("imc,imc->im", x, x)
-    y_sq = x_sq if y is x else np.einsum("jnc,jnc->jn", y, y)
+    if x_sq is None:
+        x_sq = np.einsum("imc,imc->im", x, x)
+    if y_sq is None:
+        y_sq = x_sq if y is x else np.einsum("jnc,jnc->jn", y, y)
+    x_sq = np.ascontiguousarray(x_sq, dtype=np.float32)
+    y_sq = np.ascontiguousarray(y_sq, dtype=np.float32)
+    order = None
+    if i.shape[0] > 1 and np.any((i[1:] < i[:-1]) | ((i[1:] == i[:-1]) & (j[1:] < j[:-1]))):
+        order = np.lexsort((j, i))
+        i, j = i[order], j[order]
     res = np.empty(i.shape[0], dtype=np.float32)
+    # every thread gets work even from a small call
+    chunk = int(max(64, min(chunk, -(-i.shape[0] // (4 * (num_threads or default_num_threads()))))))
 
     def work(s):
         e = min(s + chunk, i.shape[0])
         dmli_numba.pair_paths(x, y, x_sq, y_sq, i[s:e], j[s:e], aligned, res[s:e])
 
     run_tasks([(s,) for s in range(0, i.shape[0], chunk)], work, num_threads)
+    if order is not None:
+        out = np.empty_like(res)
+        out[order] = res
+        return out
     return res
 
 
-def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK, kernel=None, num_threads=None):
+def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK, kernel=None, num_threads=None,
+               x_sq=None, y_sq=None):
     """DMLI of the pairs (x[i[t]], y[j[t]]): x (M, m, C), y (N, n, C), i, j (T,) -> (T,).
-    kernel: "numba" (fused per-pair kernel, in threads), "numpy" or None (default_kernel())."""
+    kernel: "numba" (fused per-pair kernel, in threads), "numpy" or None (default_kernel()).
+    x_sq (M, m) / y_sq (N, n): the squared part norms when the caller keeps them (the compiled
+    kernel otherwise computes them over all of x and y on each call)."""
     x, y = _check(x, y, aligned)
     i = np.asarray(i, dtype=np.int64).ravel()
     j = np.asarray(j, dtype=np.int64).ravel()
@@ -344,7 +362,7 @@ def dmli_pairs(x, y, i, j, aligned=True, chunk=_PAIR_CHUNK, kernel=None, num_thr
     if i.shape[0] == 0:
         return res
     if _resolve_kernel(kernel) == "numba":
-        return _pairs_compiled(x, y, i, j, aligned, num_threads)
+        return _pairs_compiled(x, y, i, j, aligned, num_threads, x_sq=x_sq, y_sq=y_sq)
     # Group the pairs by i: one GEMM per distinct i (dmli_rows) instead of one tiny product per
     # pair, as long as padding the groups to the longest one costs little.
     order = np.argsort(i, kind="stable")

@@ -126,12 +126,23 @@ class AlignedReIDEvaluator(ReidEvaluator):
     def _with_global(self):
         return self._mode_cache == "global_local"
 
+    def _squared_norms(self, name, features, subscripts):
+        """Squared norms of a cached feature array, computed once per array."""
+        held = getattr(self, "_norms_" + name, None)
+        if held is None or held[0] is not features:
+            held = (features, np.einsum(subscripts, features, features))
+            setattr(self, "_norms_" + name, held)
+        return held[1]
+
     def _pair_distance(self, i, j):
         """Global + local (per TEST.DISTANCE) distance of the pairs (i, j) of all samples."""
-        d = dmli_pairs(self._cached_local, self._cached_local, i, j, **self._dmli_kwargs())
+        local = self._cached_local
+        part_sq = self._squared_norms("local", local, "imc,imc->im")
+        d = dmli_pairs(local, local, i, j, x_sq=part_sq, y_sq=part_sq, **self._dmli_kwargs())
         if self._with_global():
             x = self._cached_global
-            sq = None if self._metric() == "cosine" else np.einsum("ij,ij->i", x, x)
+            sq = None if self._metric() == "cosine" else \
+                self._squared_norms("global", x, "ij,ij->i")
             d = d + pairwise_feature_distance(x, i, j, self._metric(), sq_norms=sq)
         return d
 
