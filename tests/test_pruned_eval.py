@@ -14,7 +14,7 @@ from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
 from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (PartProjection, auto_rank,
                                                               dmli_bounds)
 from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, _exact_neighbour_lists,
-                                                          first_per_row, order_by_row)
+                                                          first_per_row, segment_order, _Candidates)
 
 
 def _parts(rng, n, channels, power=1.5, noise=0.3, ids=None):
@@ -108,16 +108,46 @@ def test_first_per_row_matches_a_loop():
         np.testing.assert_array_equal(first_per_row(rows, width), want)
 
 
-def test_order_by_row_matches_lexsort():
+def test_segment_order_matches_lexsort():
     rng = np.random.default_rng(8)
-    rows = rng.integers(0, 30, 500)
+    rows = np.sort(rng.integers(0, 30, 500))
     key = rng.standard_normal(500).astype(np.float32)
     key[:40] = key[40:80]                               # ties
     key[80:90] = [0.0, -0.0, np.inf, -np.inf, 1e-38, -1e-38, 3.5, -3.5, 1e30, -1e30]
-    order = order_by_row(rows, key)
-    want = np.lexsort((key, rows))
-    np.testing.assert_array_equal(rows[order], rows[want])
-    np.testing.assert_array_equal(key[order], key[want])
+    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=32))])
+    np.testing.assert_array_equal(segment_order(starts, key), np.lexsort((key, rows)))
+
+
+def test_candidate_lists_match_the_thresholds_of_a_loop():
+    """Tiles of a symmetric matrix of bounds in any order: the final per-row lists hold, once
+    per row, exactly the partners with lo <= the row's k-th smallest upper bound or hi >= its
+    largest lower bound."""
+    rng = np.random.default_rng(9)
+    n, k = 37, 4
+    mid = rng.random((n, n)).astype(np.float32)
+    mid = (mid + mid.T) / 2
+    width = (0.2 * rng.random((n, n))).astype(np.float32)
+    width = (width + width.T) / 2
+    lo, hi = mid - width, mid + width
+    cands = _Candidates(n, k)
+    tiles = [(s, t) for s in range(0, n, 10) for t in range(s, n, 10)]
+    for idx in rng.permutation(len(tiles)):
+        s, t = tiles[idx]
+        e, u = min(s + 10, n), min(t + 10, n)
+        cands.add(lo[s:e, t:u].copy(), hi[s:e, t:u].copy(), s, t, symmetric_tile=(s == t))
+    rows, partners, c_lo, c_hi = cands.final(n)
+    assert np.all(rows[1:] >= rows[:-1])
+    got = set(zip(rows.tolist(), partners.tolist()))
+    assert len(got) == rows.size                         # no pair twice in a row
+    want = set()
+    for r in range(n):
+        kth = np.sort(hi[r])[k - 1]
+        for q in range(n):
+            if lo[r, q] <= kth or hi[r, q] >= lo[r].max():
+                want.add((r, q))
+    assert got == want
+    np.testing.assert_array_equal(c_lo, lo[rows, partners])
+    np.testing.assert_array_equal(c_hi, hi[rows, partners])
 
 
 def test_neighbour_search_with_known_pairs_asks_for_the_k_nearest_only():

@@ -24,22 +24,97 @@ metrics equal those of the exhaustive computation.
 """
 import time
 
+import numba
 import numpy as np
 
 from fastreid_ms.evaluation.bounded_rank import match_masks, open_pairs
 from fastreid_ms.evaluation.distance import compute_distance
 from fastreid_ms.evaluation.neighbours import NeighbourLists
 from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
+from fastreid_ms.utils.threads import run_tasks
 
 from .dmli_bounds import PartProjection, auto_rank, dmli_bounds, dmli_bounds_symmetric_blocks
 
-__all__ = ["ExactPairCache", "PrunedEvaluation", "first_per_row", "order_by_row", "total_slack"]
+__all__ = ["ExactPairCache", "PrunedEvaluation", "first_per_row", "segment_order", "total_slack"]
 
 
 def total_slack(values):
     """Allowance for the rounding of a total distance (the global part and the sum): 1e-5 of
     (1 + |value|), far above float32's rounding of either term."""
     return np.float32(1e-5) * (np.float32(1.0) + np.abs(values))
+
+
+def _row_counts(i, j, n):
+    """Entries per row of the pairs (i, j) listed in both orientations (i == j once)."""
+    counts = np.zeros(n, dtype=np.int64)
+    for t in range(i.shape[0]):
+        counts[i[t]] += 1
+        if j[t] != i[t]:
+            counts[j[t]] += 1
+    return counts
+
+
+def _scatter_rows(i, j, lo, hi, starts, partner, row_lo, row_hi):
+    """Counting sort of the pairs by row, both orientations, into the segments ``starts``."""
+    fill = starts[:-1].copy()
+    for t in range(i.shape[0]):
+        a, b = i[t], j[t]
+        p = fill[a]
+        partner[p], row_lo[p], row_hi[p] = b, lo[t], hi[t]
+        fill[a] += 1
+        if b != a:
+            p = fill[b]
+            partner[p], row_lo[p], row_hi[p] = a, lo[t], hi[t]
+            fill[b] += 1
+
+
+def _row_keep(starts, row_lo, row_hi, k, r0, r1, keep):
+    """keep = lower bound <= the row's k-th smallest upper bound, or upper bound >= the row's
+    largest lower bound, for the rows r0 .. r1 - 1."""
+    for r in range(r0, r1):
+        s, e = starts[r], starts[r + 1]
+        if e == s:
+            continue
+        kth = np.inf
+        if e - s >= k:
+            kth = np.partition(row_hi[s:e].copy(), k - 1)[k - 1]
+        max_lo = row_lo[s]
+        for p in range(s, e):
+            max_lo = max(max_lo, row_lo[p])
+        for p in range(s, e):
+            keep[p] = row_lo[p] <= kth or row_hi[p] >= max_lo
+
+
+def _segment_argsort(starts, key, r0, r1, out):
+    """out[s:e] = s + argsort(key[s:e]) (stable) for each row segment of the rows r0 .. r1 - 1."""
+    for r in range(r0, r1):
+        s, e = starts[r], starts[r + 1]
+        if e > s:
+            out[s:e] = s + np.argsort(key[s:e], kind="mergesort")
+
+
+_row_counts = numba.njit(nogil=True, cache=True)(_row_counts)
+_scatter_rows = numba.njit(nogil=True, cache=True)(_scatter_rows)
+_row_keep = numba.njit(nogil=True, cache=True)(_row_keep)
+_segment_argsort = numba.njit(nogil=True, cache=True)(_segment_argsort)
+
+
+def _row_tasks(starts, per_task=1 << 20):
+    """(r0, r1) row ranges of about ``per_task`` entries each."""
+    n = starts.shape[0] - 1
+    bounds = np.searchsorted(starts, np.arange(0, int(starts[-1]) + per_task, per_task))
+    bounds = np.unique(np.clip(np.concatenate([[0], bounds, [n]]), 0, n))
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def segment_order(starts, key, num_threads=None):
+    """Permutation sorting each row segment [starts[r], starts[r+1]) of ``key`` ascending
+    (stable), rows kept in place: the row-then-key order of CSR lists, threaded over rows."""
+    out = np.empty(int(starts[-1]), dtype=np.int64)
+    key = np.ascontiguousarray(key)
+    run_tasks(_row_tasks(starts), lambda a, b: _segment_argsort(starts, key, a, b, out),
+              num_threads)
+    return out
 
 
 class ExactPairCache:
@@ -147,46 +222,29 @@ class _Candidates:
         self.parts.append((r + row_start, c + col_start, lo[r, c], hi[r, c]))
 
     def final(self, n):
-        """Per-row candidate lists, both orientations: (rows, partners, lo, hi) of the pairs
-        that remain with each row's thresholds over all its tiles (lo <= the k-th smallest
-        upper bound of the row, or hi >= the row's largest lower bound), each pair once per
-        row it belongs to."""
+        """Per-row candidate lists, both orientations, in CSR order (rows ascending): (rows,
+        partners, lo, hi) of the pairs that remain with each row's thresholds over all its
+        tiles (lo <= the k-th smallest upper bound of the row, or hi >= the row's largest lower
+        bound), each pair once per row it belongs to. Every tile of the upper triangle is
+        added once, so no pair comes twice."""
         i = np.concatenate([p[0] for p in self.parts]).astype(np.int64)
         j = np.concatenate([p[1] for p in self.parts]).astype(np.int64)
         lo = np.concatenate([p[2] for p in self.parts]).astype(np.float32)
         hi = np.concatenate([p[3] for p in self.parts]).astype(np.float32)
         self.parts = []
-        # A pair may come from both of its rows' scans (the query x gallery block): once each.
-        _, first = np.unique(i * n + j, return_index=True)
-        i, j, lo, hi = i[first], j[first], lo[first], hi[first]
-        off = i != j
-        rows = np.concatenate([i, j[off]])
-        partners = np.concatenate([j, i[off]])
-        los = np.concatenate([lo, lo[off]])
-        his = np.concatenate([hi, hi[off]])
-        order = order_by_row(rows, his)                 # by row, upper bound ascending
-        rows, partners, los, his = rows[order], partners[order], los[order], his[order]
-        counts = np.bincount(rows, minlength=n)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        kth = np.full(n, np.inf, dtype=np.float32)
-        max_lo = np.full(n, -np.inf, dtype=np.float32)
-        present = counts > 0
-        max_lo[present] = np.maximum.reduceat(los, starts[present])
-        full = counts >= self.k                         # k-th smallest upper bound of each row
-        kth[full] = his[starts[full] + self.k - 1]
-        keep = (los <= kth[rows]) | (his >= max_lo[rows])
+        counts = _row_counts(i, j, n)
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        total = int(starts[-1])
+        partners = np.empty(total, dtype=np.int64)
+        los = np.empty(total, dtype=np.float32)
+        his = np.empty(total, dtype=np.float32)
+        _scatter_rows(i, j, lo, hi, starts, partners, los, his)
+        del i, j, lo, hi
+        keep = np.zeros(total, dtype=bool)
+        run_tasks(_row_tasks(starts),
+                  lambda a, b: _row_keep(starts, los, his, self.k, a, b, keep))
+        rows = np.repeat(np.arange(n, dtype=np.int64), counts)
         return rows[keep], partners[keep], los[keep], his[keep]
-
-
-def order_by_row(rows, key):
-    """Permutation sorting the entries by row (non-negative ints), then by float32 ``key``
-    ascending: one argsort of a combined 64-bit key (the float's bits mapped to an order-
-    preserving unsigned int), much faster than a two-key lexsort on millions of entries."""
-    bits = np.ascontiguousarray(key, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    negative = bits >= np.uint64(1 << 31)
-    bits = np.where(negative, np.uint64(0xFFFFFFFF) - bits, bits | np.uint64(1 << 31))
-    combined = (np.asarray(rows).astype(np.uint64) << np.uint64(32)) | bits
-    return np.argsort(combined)
 
 
 def first_per_row(rows, width):
@@ -224,10 +282,15 @@ def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step
         add(*first)
     # Each queue holds the candidates still open, sorted by row, then by the bound it searches
     # by (nearest: lower bound ascending; maximum: upper bound descending).
+    # ``rows`` ascending (CSR, as _Candidates.final gives them): sort within each row.
+    if rows.size > 1 and np.any(rows[1:] < rows[:-1]):
+        order = np.argsort(rows, kind="stable")
+        rows, partners, lo, hi = rows[order], partners[order], lo[order], hi[order]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int64)
     queues = []
     for name, key in (("nearest", lo), ("maximum", -hi)):
-        order = order_by_row(rows, key)
-        queues.append([name, order, rows[order], key[order]])
+        order = segment_order(starts, key)
+        queues.append([name, order, rows, key[order]])
     first_round = True
     while True:
         take = []
