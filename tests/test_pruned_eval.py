@@ -11,8 +11,9 @@ from fastreid_ms.evaluation.rank import evaluate_rank
 from fastreid_ms.evaluation.rerank import re_ranking
 from fastreid_ms.utils.blas import blas_core_for
 from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
-from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (PartProjection, auto_rank,
-                                                              dmli_bounds)
+from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (Bf16Parts, PartProjection,
+                                                              auto_rank, dmli_bounds,
+                                                              dmli_pair_bounds)
 from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, _exact_neighbour_lists,
                                                           first_per_row, segment_order, _Candidates)
 
@@ -47,6 +48,28 @@ def test_bounds_hold_for_the_computed_dmli(aligned, rank):
     # Full rank: only the rounding allowance is left (largest for cells near d = 0, where the
     # square root magnifies it, and for the sample of norm 5).
     assert np.median(fhi - exact) < 1e-3 and np.abs(fhi - exact).max() < 0.1
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_bf16_pair_bounds_hold_and_are_tight(aligned):
+    """The second-level bounds from bfloat16 parts hold for the exact pair kernel's values
+    (identical samples, a part of norm 5, a part with a huge and tiny entries, near-equal
+    samples) and are far tighter than the projection's."""
+    rng = np.random.default_rng(21)
+    x = _parts(rng, 90, 300)
+    x[7] = x[3]                                          # identical: d ~ 0
+    x[9] = 5.0 * x[2]                                    # not unit norm
+    x[11, 2, :] = 1e-30
+    x[11, 2, 0] = 3.0                                    # tiny entries next to a large one
+    x[12] = x[13] + 1e-3 * x[14]                         # near-equal samples
+    i, j = np.triu_indices(90)
+    lo, hi = dmli_pair_bounds(Bf16Parts(x), i, j, aligned)
+    exact = dmli_pairs(x, x, i, j, aligned=aligned)
+    assert (lo <= exact).all() and (exact <= hi).all()
+    plo, phi = dmli_bounds(PartProjection(x, 24), slice(0, 90), slice(0, 90), aligned)
+    assert np.median(hi - lo) < 0.1 * np.median((phi - plo)[i, j])
+    with pytest.raises(ValueError, match="non-finite"):
+        Bf16Parts(np.full((2, 8, 16), np.inf, np.float32))
 
 
 def test_projection_residual_and_energy():

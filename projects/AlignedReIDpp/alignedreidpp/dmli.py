@@ -30,7 +30,7 @@ from fastreid_ms.utils.threads import default_num_threads, run_tasks
 from . import dmli_numba
 
 __all__ = ["dmli_distance", "dmli_distance_symmetric", "dmli_symmetric_blocks", "dmli_pairs",
-           "dmli_rows", "dmli_from_cost", "default_num_threads", "default_kernel"]
+           "dmli_rows", "dmli_from_cost", "run_pair_kernel", "default_num_threads", "default_kernel"]
 
 # Part-distance cells per block (2 MB of float32 per worker: about one L2 cache).
 _BLOCK_CELLS = 1 << 19
@@ -312,9 +312,33 @@ def _mirror_upper(out, block):
         diag[lower] = diag.T[lower]
 
 
+def run_pair_kernel(i, j, call, outputs, num_threads=None, chunk=_PAIR_CHUNK):
+    """Run ``call(i_chunk, j_chunk, *output_chunks)`` over chunks of the pairs (i, j) in worker
+    threads, the pairs taken in (i, j) order (consecutive pairs share x[i] in cache) and split
+    so that every thread gets work even from a small call; ``outputs`` are (T,) arrays filled
+    in the callers' order."""
+    order = None
+    if i.shape[0] > 1 and np.any((i[1:] < i[:-1]) | ((i[1:] == i[:-1]) & (j[1:] < j[:-1]))):
+        order = np.lexsort((j, i))
+        i, j = i[order], j[order]
+    threads = num_threads or default_num_threads()
+    chunk = int(max(64, min(chunk, -(-i.shape[0] // (4 * threads)))))
+    results = [np.empty(i.shape[0], dtype=out.dtype) for out in outputs]
+
+    def work(s):
+        e = min(s + chunk, i.shape[0])
+        call(i[s:e], j[s:e], *[r[s:e] for r in results])
+
+    run_tasks([(s,) for s in range(0, i.shape[0], chunk)], work, threads)
+    for out, res in zip(outputs, results):
+        if order is None:
+            out[:] = res
+        else:
+            out[order] = res
+
+
 def _pairs_compiled(x, y, i, j, aligned, num_threads, chunk=_PAIR_CHUNK, x_sq=None, y_sq=None):
-    """The fused pair kernel of dmli_numba.py over chunks of pairs in worker threads, the pairs
-    taken in (i, j) order so that consecutive pairs share x[i] in cache."""
+    """The fused pair kernel of dmli_numba.py over chunks of pairs in worker threads."""
     x = np.ascontiguousarray(x)
     y = np.ascontiguousarray(y)
     if x_sq is None:
@@ -323,23 +347,10 @@ def _pairs_compiled(x, y, i, j, aligned, num_threads, chunk=_PAIR_CHUNK, x_sq=No
         y_sq = x_sq if y is x else np.einsum("jnc,jnc->jn", y, y)
     x_sq = np.ascontiguousarray(x_sq, dtype=np.float32)
     y_sq = np.ascontiguousarray(y_sq, dtype=np.float32)
-    order = None
-    if i.shape[0] > 1 and np.any((i[1:] < i[:-1]) | ((i[1:] == i[:-1]) & (j[1:] < j[:-1]))):
-        order = np.lexsort((j, i))
-        i, j = i[order], j[order]
     res = np.empty(i.shape[0], dtype=np.float32)
-    # every thread gets work even from a small call
-    chunk = int(max(64, min(chunk, -(-i.shape[0] // (4 * (num_threads or default_num_threads()))))))
-
-    def work(s):
-        e = min(s + chunk, i.shape[0])
-        dmli_numba.pair_paths(x, y, x_sq, y_sq, i[s:e], j[s:e], aligned, res[s:e])
-
-    run_tasks([(s,) for s in range(0, i.shape[0], chunk)], work, num_threads)
-    if order is not None:
-        out = np.empty_like(res)
-        out[order] = res
-        return out
+    run_pair_kernel(i, j, lambda a, b, out: dmli_numba.pair_paths(x, y, x_sq, y_sq, a, b,
+                                                                  aligned, out),
+                    [res], num_threads, chunk)
     return res
 
 

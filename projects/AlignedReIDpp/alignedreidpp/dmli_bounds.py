@@ -22,9 +22,9 @@ import numpy as np
 from fastreid_ms.utils.threads import default_num_threads, run_tasks
 
 from . import dmli_numba
-from .dmli import ThreadBuffers, _augment, _block_shape, part_major_order
+from .dmli import ThreadBuffers, _augment, _block_shape, part_major_order, run_pair_kernel
 
-__all__ = ["PartProjection", "dmli_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
+__all__ = ["PartProjection", "Bf16Parts", "dmli_bounds", "dmli_pair_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
            "PATH_SLACK"]
 
 # Allowance per path cell for the tanh approximation and the path sum's rounding (absolute).
@@ -95,6 +95,78 @@ class PartProjection:
         quarter = rho * rho / 4.0
         return ((quarter - tau).astype(np.float32), (quarter + tau).astype(np.float32),
                 (rho / np.sqrt(2.0)).astype(np.float32))
+
+
+def _float32_up(values):
+    """float64 -> float32, rounded up (never below the value)."""
+    out = np.asarray(values, dtype=np.float32)
+    return np.where(out < values, np.nextafter(out, np.float32(np.inf)), out).astype(np.float32)
+
+
+class Bf16Parts:
+    """Parts rounded to bfloat16 (to nearest even) for tight second-level bounds of single
+    pairs (dmli_pair_bounds): half the bytes of the float32 parts, so a pair costs half the
+    memory traffic of its exact DMLI, and bounds about 2^-8 of the part norms wide instead of
+    the projection's residual norms.
+
+    parts (N, P, C) float32 -> ``bits`` (N, P, C) uint16; per part (N, P) float32: ``sq_norm``
+    (the float32 squared norms the exact kernel uses), ``err`` = ||a - bf16(a)||, ``norm`` =
+    ||a||, ``norm16`` = ||bf16(a)|| (upper bounds); ``gamma``: the rounding
+    allowance of a float32 dot product of C terms per unit of |a| |b| (worst case, any order).
+    """
+
+    def __init__(self, parts, sq_norm=None, chunk=1024):
+        parts = np.ascontiguousarray(parts, dtype=np.float32)
+        n, p, c = parts.shape
+        self.bits = np.empty((n, p, c), dtype=np.uint16)
+        self.err = np.empty((n, p), dtype=np.float32)
+        self.norm = np.empty((n, p), dtype=np.float32)
+        self.norm16 = np.empty((n, p), dtype=np.float32)
+        # float32 sums of C squares are within (C + 2) u of the real ones (any order):
+        # inflated by twice that, then rounded up, they bound the real norms from above.
+        grow = 1.0 + 2.0 * (c + 2) * _UNIT_ROUNDOFF
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            u = parts[s:e].view(np.uint32)
+            rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) \
+                >> np.uint32(16)
+            self.bits[s:e] = rounded.astype(np.uint16)
+            dec = (rounded << np.uint32(16)).view(np.float32)
+            with np.errstate(invalid="ignore", over="ignore"):  # inf / NaN: refused below
+                diff = parts[s:e] - dec              # exact in float32 (Sterbenz)
+            for out, v in ((self.err, diff), (self.norm, parts[s:e]), (self.norm16, dec)):
+                sq = np.einsum("ipc,ipc->ip", v, v).astype(np.float64)
+                out[s:e] = _float32_up(np.sqrt(sq * grow))
+        if not (np.all(np.isfinite(self.norm16)) and np.all(np.isfinite(self.err))):
+            raise ValueError("Part features hold non-finite values (inf or NaN)")
+        self.sq_norm = np.einsum("imc,imc->im", parts, parts) if sq_norm is None else \
+            np.ascontiguousarray(sq_norm, dtype=np.float32)
+        self.gamma = np.float32(1.01 * (c + 2) * _UNIT_ROUNDOFF)
+
+
+def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None):
+    """(lo, hi) (T,) float32 bounds of the DMLI that the exact pair kernel gives the pairs
+    (i[t], j[t]) of the samples of ``parts16`` (Bf16Parts)."""
+    _require_kernel()
+    i = np.asarray(i, dtype=np.int64).ravel()
+    j = np.asarray(j, dtype=np.int64).ravel()
+    lo = np.empty(i.shape[0], dtype=np.float32)
+    hi = np.empty(i.shape[0], dtype=np.float32)
+    if i.shape[0] == 0:
+        return lo, hi
+    b = parts16
+
+    def call(a, c, lo_out, hi_out):
+        dmli_numba.pair_bounds_bf16(b.bits, b.bits, b.sq_norm, b.sq_norm, b.err, b.err, b.norm,
+                                    b.norm, b.norm16, b.norm16, b.gamma, a, c, bool(aligned),
+                                    lo_out, hi_out)
+
+    run_pair_kernel(i, j, call, [lo, hi], num_threads)
+    m = b.bits.shape[1]
+    slack = np.float32(PATH_SLACK * (2 * m))
+    lo -= slack
+    hi += slack
+    return lo, hi
 
 
 def _principal_basis(sample, rank, rng):

@@ -20,12 +20,27 @@ import numpy as np
 
 try:
     import numba
+    from llvmlite import ir as _llvm_ir
+    from numba.extending import intrinsic as _intrinsic
 except ImportError:  # pragma: no cover - the numpy path remains
     numba = None
 
-__all__ = ["AVAILABLE", "block_bounds", "block_paths", "pair_paths", "tanh_sqrt"]
+__all__ = ["AVAILABLE", "block_bounds", "block_paths", "pair_bounds_bf16", "pair_paths", "tanh_sqrt"]
 
 AVAILABLE = numba is not None
+
+if AVAILABLE:
+    @_intrinsic
+    def _bits_as_float32(typingctx, bits):
+        """The float32 whose bits are the uint32 ``bits`` (an LLVM bitcast)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], _llvm_ir.FloatType())
+        return numba.types.float32(numba.types.uint32), codegen
+
+    @numba.njit(inline="always")
+    def _bf16(h):
+        """bfloat16 bits (uint16) -> float32, exactly (they are its top 16 bits)."""
+        return _bits_as_float32(np.uint32(h) << np.uint32(16))
 
 _P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(v) for v in (
     0.999999999, -0.693147047, 0.240224355, -0.0554910353, 0.00958005845, -0.00127571622,
@@ -211,12 +226,101 @@ def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
         out[t] = row[n - 1]
 
 
+def _pair_bounds_bf16(x16, y16, x_sq, y_sq, x_err, y_err, x_norm, y_norm, x_norm16, y_norm16,
+                      gamma, i, j, aligned, lo_out, hi_out):
+    """Two-sided bounds of the DMLI that ``pair_paths`` computes for the pairs
+    (x[i[t]], y[j[t]]), from bfloat16 copies of the parts (half the bytes of float32).
+
+    x16 (M, m, C) / y16 (N, n, C) uint16: the parts rounded to bfloat16 (their top 16 bits);
+    x_sq / y_sq: the float32 squared part norms the exact kernel uses; x_err / y_err: norms of
+    (part - bfloat16 part), x_norm / y_norm: part norms, x_norm16 / y_norm16: norms of the
+    bfloat16 parts (all (.., m) float32, rounded up); gamma: rounding allowance per unit of
+    |a| |b| of a float32 dot product of C terms. Per cell, with g the float32 dot product of the
+    bfloat16 parts,
+        |<a, b> - g| <= e_a |b| + |a~| e_b + gamma (|a| |b| + |a~| |b~|) =: D,
+    so the exact kernel's cell ||a - b||^2 / 4 = (sq_a + sq_b - 2 <a, b>) / 4 lies within
+    (sq_a + sq_b - 2 g -/+ 2 D') / 4 with D' = D + gamma (sq_a + sq_b) for the few additions of
+    either kernel, and the paths through
+    tanh(sqrt(.)) of the two give lo_out / hi_out (T,) (widened by ``PATH_SLACK`` by the
+    caller)."""
+    m, c, n = x16.shape[1], x16.shape[2], y16.shape[1]
+    cells = np.empty(m * n, dtype=np.float32)
+    cost_lo = np.empty(m * n, dtype=np.float32)
+    cost_hi = np.empty(m * n, dtype=np.float32)
+    row_lo = np.empty(n, dtype=np.float32)
+    row_hi = np.empty(n, dtype=np.float32)
+    quarter = np.float32(0.25)
+    m2, n4 = m - m % 2, n - n % 4
+    for t in range(i.shape[0]):
+        a, b = i[t], j[t]
+        for p in range(0, m2, 2):
+            x0, x1 = x16[a, p], x16[a, p + 1]
+            for q in range(0, n4, 4):
+                y0, y1, y2, y3 = y16[b, q], y16[b, q + 1], y16[b, q + 2], y16[b, q + 3]
+                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _ZERO
+                for k in range(c):
+                    u0, u1 = _bf16(x0[k]), _bf16(x1[k])
+                    v0, v1, v2, v3 = _bf16(y0[k]), _bf16(y1[k]), _bf16(y2[k]), _bf16(y3[k])
+                    s00 += u0 * v0
+                    s01 += u0 * v1
+                    s02 += u0 * v2
+                    s03 += u0 * v3
+                    s10 += u1 * v0
+                    s11 += u1 * v1
+                    s12 += u1 * v2
+                    s13 += u1 * v3
+                r0, r1 = p * n + q, (p + 1) * n + q
+                cells[r0], cells[r0 + 1], cells[r0 + 2], cells[r0 + 3] = s00, s01, s02, s03
+                cells[r1], cells[r1 + 1], cells[r1 + 2], cells[r1 + 3] = s10, s11, s12, s13
+        for p in range(m):                  # the rest: rows past m2, columns past n4
+            q0 = 0 if p >= m2 else n4
+            xp = x16[a, p]
+            for q in range(q0, n):
+                yq = y16[b, q]
+                acc = _ZERO
+                for k in range(c):
+                    acc += _bf16(xp[k]) * _bf16(yq[k])
+                cells[p * n + q] = acc
+        for p in range(m):
+            for q in range(n):
+                e = p * n + q
+                dev = (x_err[a, p] * y_norm[b, q] + x_norm16[a, p] * y_err[b, q]
+                       + gamma * (x_norm[a, p] * y_norm[b, q] + x_norm16[a, p] * y_norm16[b, q]
+                                  + x_sq[a, p] + y_sq[b, q]))
+                centre = x_sq[a, p] + y_sq[b, q] - _TWO * cells[e]
+                cost_lo[e] = _cost((centre - _TWO * dev) * quarter)
+                cost_hi[e] = _cost((centre + _TWO * dev) * quarter)
+        if not aligned:
+            tlo = _ZERO
+            thi = _ZERO
+            for p in range(min(m, n)):
+                tlo += cost_lo[p * n + p]
+                thi += cost_hi[p * n + p]
+            lo_out[t] = tlo
+            hi_out[t] = thi
+            continue
+        row_lo[0] = cost_lo[0]
+        row_hi[0] = cost_hi[0]
+        for q in range(1, n):
+            row_lo[q] = row_lo[q - 1] + cost_lo[q]
+            row_hi[q] = row_hi[q - 1] + cost_hi[q]
+        for p in range(1, m):
+            row_lo[0] += cost_lo[p * n]
+            row_hi[0] += cost_hi[p * n]
+            for q in range(1, n):
+                row_lo[q] = min(row_lo[q], row_lo[q - 1]) + cost_lo[p * n + q]
+                row_hi[q] = min(row_hi[q], row_hi[q - 1]) + cost_hi[p * n + q]
+        lo_out[t] = row_lo[n - 1]
+        hi_out[t] = row_hi[n - 1]
+
+
 if AVAILABLE:
     _jit = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
     _cost = numba.njit(inline="always", fastmath=True, error_model="numpy")(_cost)
     block_paths = numba.njit(**_jit)(_block_paths)
     tanh_sqrt = numba.njit(**_jit)(_tanh_sqrt)
     pair_paths = numba.njit(**_jit)(_pair_paths)
+    pair_bounds_bf16 = numba.njit(**_jit)(_pair_bounds_bf16)
     _path_rows = numba.njit(inline="always", fastmath=True, error_model="numpy")(_path_rows)
     block_bounds = numba.njit(**_jit)(_block_bounds)
 else:  # pragma: no cover
@@ -224,3 +328,4 @@ else:  # pragma: no cover
     block_paths = None
     tanh_sqrt = None
     pair_paths = None
+    pair_bounds_bf16 = None

@@ -33,7 +33,10 @@ from fastreid_ms.evaluation.neighbours import NeighbourLists
 from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 from fastreid_ms.utils.threads import run_tasks
 
-from .dmli_bounds import PartProjection, auto_rank, dmli_bounds, dmli_bounds_symmetric_blocks
+from fastreid_ms.evaluation.reid_evaluation import pairwise_feature_distance
+
+from .dmli_bounds import (Bf16Parts, PartProjection, auto_rank, dmli_bounds,
+                          dmli_bounds_symmetric_blocks, dmli_pair_bounds)
 
 __all__ = ["ExactPairCache", "PrunedEvaluation", "first_per_row", "segment_order", "total_slack"]
 
@@ -344,6 +347,7 @@ class PrunedEvaluation:
         self.timings = {}
         self.stats = {}
         self._proj = None
+        self._parts16 = None
 
     def _tick(self, name, start):
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
@@ -384,6 +388,20 @@ class PrunedEvaluation:
         self._tick("bounds_qg", t)
         return lo, hi
 
+    def refined_bounds(self, i, j):
+        """(lo, hi) (T,) bounds of the total distance of the pairs (i, j) from the bfloat16
+        parts (Bf16Parts, built on first use): about 2^-8 of the part norms wide."""
+        t = time.perf_counter()
+        if self._parts16 is None:
+            self._parts16 = Bf16Parts(self.local)
+        lo, hi = dmli_pair_bounds(self._parts16, i, j, self.aligned)
+        glob = None
+        if self.glob is not None:
+            glob = pairwise_feature_distance(self.glob, i, j, self.metric)
+        self._with_slack(lo, hi, glob)
+        self._tick("refine", t)
+        return lo, hi
+
     def _exact_qg(self, rows, cols):
         return self.cache(rows, cols + self.nq)
 
@@ -400,6 +418,16 @@ class PrunedEvaluation:
         known = positive.copy()
         need = open_pairs(lo, hi, values, positive, valid)
         r, c = np.nonzero(need)
+        self.stats["qg_refined"] = int(r.size)
+        if r.size:
+            # the second, tighter bounds (bfloat16 parts) of the open pairs, then exact values
+            # only where those still leave a result open
+            r_lo, r_hi = self.refined_bounds(r, c + nq)
+            lo[r, c] = np.maximum(lo[r, c], r_lo)
+            hi[r, c] = np.minimum(hi[r, c], r_hi)
+            values[r, c] = lo[r, c]
+            need = open_pairs(lo, hi, values, positive, valid)
+            r, c = np.nonzero(need)
         values[r, c] = self._exact_qg(r, c)
         known |= need
         self.stats["qg_exact"] = int(known.sum())
