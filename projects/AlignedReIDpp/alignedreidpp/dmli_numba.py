@@ -50,6 +50,8 @@ _Y_MAX = np.float32(30.0)
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 _TWO = np.float32(2.0)
+# Channels per pass of the pair kernels: 16 part rows of 512 float32 (32 KB) stay in L1.
+_K_CHUNK = 512
 
 
 def _cost(v):
@@ -177,25 +179,37 @@ def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
         a, b = i[t], j[t]
         # 2 x 4 blocks of part dot products: 8 accumulators per pass over C (6 loads for 8
         # multiply-adds, in registers on AVX2 as on AVX-512).
-        for p in range(0, m2, 2):
-            x0, x1 = x[a, p], x[a, p + 1]
-            for q in range(0, n4, 4):
-                y0, y1, y2, y3 = y[b, q], y[b, q + 1], y[b, q + 2], y[b, q + 3]
-                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _ZERO
-                for k in range(c):
-                    u0, u1 = x0[k], x1[k]
-                    v0, v1, v2, v3 = y0[k], y1[k], y2[k], y3[k]
-                    s00 += u0 * v0
-                    s01 += u0 * v1
-                    s02 += u0 * v2
-                    s03 += u0 * v3
-                    s10 += u1 * v0
-                    s11 += u1 * v1
-                    s12 += u1 * v2
-                    s13 += u1 * v3
-                r0, r1 = p * n + q, (p + 1) * n + q
-                cells[r0], cells[r0 + 1], cells[r0 + 2], cells[r0 + 3] = s00, s01, s02, s03
-                cells[r1], cells[r1 + 1], cells[r1 + 2], cells[r1 + 3] = s10, s11, s12, s13
+        for e in range(m * n):
+            cells[e] = _ZERO
+        for k0 in range(0, c, _K_CHUNK):    # chunks of C whose 16 part rows fit in L1
+            k1 = min(k0 + _K_CHUNK, c)
+            for p in range(0, m2, 2):
+                # slices, so that the loop index starts at 0 (no wrap-around test: vectorised)
+                x0, x1 = x[a, p, k0:k1], x[a, p + 1, k0:k1]
+                for q in range(0, n4, 4):
+                    y0, y1, y2, y3 = (y[b, q, k0:k1], y[b, q + 1, k0:k1], y[b, q + 2, k0:k1],
+                                      y[b, q + 3, k0:k1])
+                    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _ZERO
+                    for k in range(k1 - k0):
+                        u0, u1 = x0[k], x1[k]
+                        v0, v1, v2, v3 = y0[k], y1[k], y2[k], y3[k]
+                        s00 += u0 * v0
+                        s01 += u0 * v1
+                        s02 += u0 * v2
+                        s03 += u0 * v3
+                        s10 += u1 * v0
+                        s11 += u1 * v1
+                        s12 += u1 * v2
+                        s13 += u1 * v3
+                    r0, r1 = p * n + q, (p + 1) * n + q
+                    cells[r0] += s00
+                    cells[r0 + 1] += s01
+                    cells[r0 + 2] += s02
+                    cells[r0 + 3] += s03
+                    cells[r1] += s10
+                    cells[r1 + 1] += s11
+                    cells[r1 + 2] += s12
+                    cells[r1 + 3] += s13
         for p in range(m):                  # the rest: rows past m2, columns past n4
             q0 = 0 if p >= m2 else n4
             xp = x[a, p]
@@ -253,25 +267,36 @@ def _pair_bounds_bf16(x16, y16, x_sq, y_sq, x_err, y_err, x_norm, y_norm, x_norm
     m2, n4 = m - m % 2, n - n % 4
     for t in range(i.shape[0]):
         a, b = i[t], j[t]
-        for p in range(0, m2, 2):
-            x0, x1 = x16[a, p], x16[a, p + 1]
-            for q in range(0, n4, 4):
-                y0, y1, y2, y3 = y16[b, q], y16[b, q + 1], y16[b, q + 2], y16[b, q + 3]
-                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _ZERO
-                for k in range(c):
-                    u0, u1 = _bf16(x0[k]), _bf16(x1[k])
-                    v0, v1, v2, v3 = _bf16(y0[k]), _bf16(y1[k]), _bf16(y2[k]), _bf16(y3[k])
-                    s00 += u0 * v0
-                    s01 += u0 * v1
-                    s02 += u0 * v2
-                    s03 += u0 * v3
-                    s10 += u1 * v0
-                    s11 += u1 * v1
-                    s12 += u1 * v2
-                    s13 += u1 * v3
-                r0, r1 = p * n + q, (p + 1) * n + q
-                cells[r0], cells[r0 + 1], cells[r0 + 2], cells[r0 + 3] = s00, s01, s02, s03
-                cells[r1], cells[r1 + 1], cells[r1 + 2], cells[r1 + 3] = s10, s11, s12, s13
+        for e in range(m * n):
+            cells[e] = _ZERO
+        for k0 in range(0, c, _K_CHUNK):
+            k1 = min(k0 + _K_CHUNK, c)
+            for p in range(0, m2, 2):
+                x0, x1 = x16[a, p, k0:k1], x16[a, p + 1, k0:k1]
+                for q in range(0, n4, 4):
+                    y0, y1, y2, y3 = (y16[b, q, k0:k1], y16[b, q + 1, k0:k1], y16[b, q + 2, k0:k1],
+                                      y16[b, q + 3, k0:k1])
+                    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _ZERO
+                    for k in range(k1 - k0):
+                        u0, u1 = _bf16(x0[k]), _bf16(x1[k])
+                        v0, v1, v2, v3 = _bf16(y0[k]), _bf16(y1[k]), _bf16(y2[k]), _bf16(y3[k])
+                        s00 += u0 * v0
+                        s01 += u0 * v1
+                        s02 += u0 * v2
+                        s03 += u0 * v3
+                        s10 += u1 * v0
+                        s11 += u1 * v1
+                        s12 += u1 * v2
+                        s13 += u1 * v3
+                    r0, r1 = p * n + q, (p + 1) * n + q
+                    cells[r0] += s00
+                    cells[r0 + 1] += s01
+                    cells[r0 + 2] += s02
+                    cells[r0 + 3] += s03
+                    cells[r1] += s10
+                    cells[r1 + 1] += s11
+                    cells[r1 + 2] += s12
+                    cells[r1 + 3] += s13
         for p in range(m):                  # the rest: rows past m2, columns past n4
             q0 = 0 if p >= m2 else n4
             xp = x16[a, p]
