@@ -115,7 +115,7 @@ class Bf16Parts:
     allowance of a float32 dot product of C terms per unit of |a| |b| (worst case, any order).
     """
 
-    def __init__(self, parts, sq_norm=None, chunk=1024):
+    def __init__(self, parts, sq_norm=None, chunk=512, num_threads=None):
         parts = np.ascontiguousarray(parts, dtype=np.float32)
         n, p, c = parts.shape
         self.bits = np.empty((n, p, c), dtype=np.uint16)
@@ -125,7 +125,8 @@ class Bf16Parts:
         # float32 sums of C squares are within (C + 2) u of the real ones (any order):
         # inflated by twice that, then rounded up, they bound the real norms from above.
         grow = 1.0 + 2.0 * (c + 2) * _UNIT_ROUNDOFF
-        for s in range(0, n, chunk):
+
+        def convert(s):
             e = min(s + chunk, n)
             u = parts[s:e].view(np.uint32)
             rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) \
@@ -137,6 +138,8 @@ class Bf16Parts:
             for out, v in ((self.err, diff), (self.norm, parts[s:e]), (self.norm16, dec)):
                 sq = np.einsum("ipc,ipc->ip", v, v).astype(np.float64)
                 out[s:e] = _float32_up(np.sqrt(sq * grow))
+
+        run_tasks([(s,) for s in range(0, n, chunk)], convert, num_threads)
         if not (np.all(np.isfinite(self.norm16)) and np.all(np.isfinite(self.err))):
             raise ValueError("Part features hold non-finite values (inf or NaN)")
         self.sq_norm = np.einsum("imc,imc->im", parts, parts) if sq_norm is None else \
