@@ -340,3 +340,4 @@ class AlignedReIDEvaluator(ReidEvaluator):
         finally:
             self._cached_local = None
             self._cached_global = None
+            self._norms_local = self._norms_global = None
