@@ -6,7 +6,9 @@ distance is computed (and cached, each pair once) only for the pairs whose bound
 result open:
 
 - CMC / mAP / mINP: every correct match, and every wrong match whose bounds hold a correct
-  match's distance (fastreid_ms.evaluation.bounded_rank);
+  match's distance (fastreid_ms.evaluation.bounded_rank) even after the pairs so left open got
+  second, far tighter bounds from bfloat16 copies of the parts (dmli_bounds.Bf16Parts: half
+  the bytes of an exact pair);
 - re-ranking's neighbour lists: for each of the q + g samples, the pairs whose lower bound is
   at most the k-th smallest upper bound of its row (the k = k1 + 1 nearest lie among them) and
   those whose upper bound reaches the row's largest lower bound (the row maximum, the published
@@ -30,10 +32,9 @@ import numpy as np
 from fastreid_ms.evaluation.bounded_rank import match_masks, open_pairs
 from fastreid_ms.evaluation.distance import compute_distance
 from fastreid_ms.evaluation.neighbours import NeighbourLists
+from fastreid_ms.evaluation.reid_evaluation import pairwise_feature_distance
 from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 from fastreid_ms.utils.threads import run_tasks
-
-from fastreid_ms.evaluation.reid_evaluation import pairwise_feature_distance
 
 from .dmli_bounds import (Bf16Parts, PartProjection, auto_rank, dmli_bounds,
                           dmli_bounds_symmetric_blocks, dmli_pair_bounds)
