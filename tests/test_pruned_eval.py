@@ -225,7 +225,7 @@ def _config(prune, mode, aligned, rank, rerank=True):
     return cfg
 
 
-def _exhaustive(feats, pids, camids, nq, mode, aligned):
+def _exhaustive(feats, pids, camids, nq, mode, aligned, protocol="market"):
     """Metrics of the same distance computed on every pair (the evaluator's pair function)."""
     ev = build_evaluator(_config(False, mode, aligned, 0), nq)
     ev.process(feats, pids, camids)
@@ -241,9 +241,9 @@ def _exhaustive(feats, pids, camids, nq, mode, aligned):
     full[jj, ii] = d
     qg = full[:nq, nq:]
     out = {}
-    cmc, mAP, mINP = evaluate_rank(qg, p[:nq], p[nq:], c[:nq], c[nq:])
+    cmc, mAP, mINP = evaluate_rank(qg, p[:nq], p[nq:], c[:nq], c[nq:], protocol=protocol)
     rk = re_ranking(qg, full[:nq, :nq], full[nq:, nq:])
-    rcmc, rmAP, rmINP = evaluate_rank(rk, p[:nq], p[nq:], c[:nq], c[nq:])
+    rcmc, rmAP, rmINP = evaluate_rank(rk, p[:nq], p[nq:], c[:nq], c[nq:], protocol=protocol)
     for prefix, (cm, ap, inp) in (("", (cmc, mAP, mINP)), ("RK ", (rcmc, rmAP, rmINP))):
         for r in (1, 5, 10, 20):
             out[f"{prefix}Rank-{r}"] = 100 * cm[r - 1]
@@ -274,6 +274,21 @@ def test_pruned_metrics_equal_the_exhaustive_computation(mode, aligned, rank):
     full = ev_full.evaluate()
     for key in want:
         assert got[key] == pytest.approx(full[key], abs=0.5), key
+
+
+def test_pruned_metrics_under_the_cuhk03_protocol():
+    """Pruning is the default, so it must hold for the single-gallery-shot protocol too."""
+    rng = np.random.default_rng(3)
+    feats, pids, camids = _dataset(rng, 30, 170, 24)
+    want = _exhaustive(feats, pids, camids, 30, "global_local", True, protocol="cuhk03")
+    cfg = _config(True, "global_local", True, 4)
+    cfg.TEST.PROTOCOL = "cuhk03"
+    ev = build_evaluator(cfg, 30)
+    ev.process(feats, pids, camids)
+    got = ev.evaluate()
+    assert ev.prune_stats is not None
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-9), key
 
 
 def test_pruned_metrics_with_the_numpy_pair_kernel(monkeypatch):
