@@ -265,6 +265,11 @@ def test_pruned_metrics_equal_the_exhaustive_computation(mode, aligned, rank):
     ev.process(feats, pids, camids)
     got = ev.evaluate()
     assert ev.prune_stats is not None and ev.prune_stats["projection_rank"] == rank
+    if rank == 1:
+        # loose projection bounds leave thousands of query x gallery pairs open; the bfloat16
+        # bounds settle nearly all of them (exact: the correct matches and a few more)
+        stats = ev.prune_stats
+        assert stats["qg_refined"] > 1000 and stats["qg_exact"] < stats["qg_refined"] / 4
     assert set(got) == set(want)
     for key in want:
         assert got[key] == pytest.approx(want[key], abs=1e-9), key

@@ -323,17 +323,16 @@ def run_pair_kernel(i, j, call, outputs, num_threads=None, chunk=_PAIR_CHUNK):
         i, j = i[order], j[order]
     threads = num_threads or default_num_threads()
     chunk = int(max(64, min(chunk, -(-i.shape[0] // (4 * threads)))))
-    results = [np.empty(i.shape[0], dtype=out.dtype) for out in outputs]
+    results = outputs if order is None else \
+        [np.empty(i.shape[0], dtype=out.dtype) for out in outputs]
 
     def work(s):
         e = min(s + chunk, i.shape[0])
         call(i[s:e], j[s:e], *[r[s:e] for r in results])
 
     run_tasks([(s,) for s in range(0, i.shape[0], chunk)], work, threads)
-    for out, res in zip(outputs, results):
-        if order is None:
-            out[:] = res
-        else:
+    if order is not None:
+        for out, res in zip(outputs, results):
             out[order] = res
 
 

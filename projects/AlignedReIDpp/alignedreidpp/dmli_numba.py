@@ -163,25 +163,18 @@ def _block_bounds(g, x_shift_lo, x_shift_hi, x_cross, y_shift_lo, y_shift_hi, y_
                 hi_out[a, b] = row_hi[(n - 1) * by + b]
 
 
-def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
-    """DMLI of the pairs (x[i[t]], y[j[t]]): x (M, m, C), y (N, n, C) float32, x_sq (M, m) /
-    y_sq (N, n) squared part norms, i, j (T,) int64 -> out (T,) float32.
-
-    Per pair: the m x n part dot products (four parts of y per pass over a part of x, each
-    reduction vectorised over C), then the costs in one vectorised pass, then the path."""
-    m, c, n = x.shape[1], x.shape[2], y.shape[1]
-    cells = np.empty(m * n, dtype=np.float32)
-    cost = np.empty(m * n, dtype=np.float32)
-    row = np.empty(n, dtype=np.float32)
-    quarter = np.float32(0.25)
-    m2, n4 = m - m % 2, n - n % 4
-    for t in range(i.shape[0]):
-        a, b = i[t], j[t]
-        # 2 x 4 blocks of part dot products: 8 accumulators per pass over C (6 loads for 8
-        # multiply-adds, in registers on AVX2 as on AVX-512).
+def _make_part_dots(load):
+    """A kernel cells (m*n,) = the m x n part dot products of x[a] (m, C) and y[b] (n, C),
+    each element read through ``load`` (float32 as is, or bfloat16 bits widened)."""
+    def part_dots(x, y, a, b, cells):
+        m, c, n = x.shape[1], x.shape[2], y.shape[1]
+        m2, n4 = m - m % 2, n - n % 4
         for e in range(m * n):
             cells[e] = _ZERO
-        for k0 in range(0, c, _K_CHUNK):    # chunks of C whose 16 part rows fit in L1
+        # 2 x 4 blocks of part dot products: 8 accumulators per pass (6 loads for 8
+        # multiply-adds, in registers on AVX2 as on AVX-512), over chunks of C whose 16 part
+        # rows fit in L1
+        for k0 in range(0, c, _K_CHUNK):
             k1 = min(k0 + _K_CHUNK, c)
             for p in range(0, m2, 2):
                 # slices, so that the loop index starts at 0 (no wrap-around test: vectorised)
@@ -191,8 +184,8 @@ def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
                                       y[b, q + 3, k0:k1])
                     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _ZERO
                     for k in range(k1 - k0):
-                        u0, u1 = x0[k], x1[k]
-                        v0, v1, v2, v3 = y0[k], y1[k], y2[k], y3[k]
+                        u0, u1 = load(x0[k]), load(x1[k])
+                        v0, v1, v2, v3 = load(y0[k]), load(y1[k]), load(y2[k]), load(y3[k])
                         s00 += u0 * v0
                         s01 += u0 * v1
                         s02 += u0 * v2
@@ -217,27 +210,53 @@ def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
                 yq = y[b, q]
                 acc = _ZERO
                 for k in range(c):
-                    acc += xp[k] * yq[k]
+                    acc += load(xp[k]) * load(yq[k])
                 cells[p * n + q] = acc
+    return part_dots
+
+
+def _as_float32(v):
+    return v
+
+
+def _path_of_costs(cost, row, m, n, aligned):
+    """The shortest right/down path through the m x n costs (row-major), or their diagonal
+    sum when not aligned; row (n,) is scratch."""
+    if not aligned:
+        total = _ZERO
+        for p in range(min(m, n)):
+            total += cost[p * n + p]
+        return total
+    row[0] = cost[0]
+    for q in range(1, n):
+        row[q] = row[q - 1] + cost[q]
+    for p in range(1, m):
+        row[0] += cost[p * n]
+        for q in range(1, n):
+            row[q] = min(row[q], row[q - 1]) + cost[p * n + q]
+    return row[n - 1]
+
+
+def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
+    """DMLI of the pairs (x[i[t]], y[j[t]]): x (M, m, C), y (N, n, C) float32, x_sq (M, m) /
+    y_sq (N, n) squared part norms, i, j (T,) int64 -> out (T,) float32.
+
+    Per pair: the m x n part dot products (four parts of y per pass over two parts of x, each
+    reduction vectorised over C), then the costs in one vectorised pass, then the path."""
+    m, n = x.shape[1], y.shape[1]
+    cells = np.empty(m * n, dtype=np.float32)
+    cost = np.empty(m * n, dtype=np.float32)
+    row = np.empty(n, dtype=np.float32)
+    quarter = np.float32(0.25)
+    for t in range(i.shape[0]):
+        a, b = i[t], j[t]
+        _dots_float32(x, y, a, b, cells)
         for p in range(m):
             for q in range(n):
                 cells[p * n + q] = (x_sq[a, p] + y_sq[b, q] - _TWO * cells[p * n + q]) * quarter
         for e in range(m * n):
             cost[e] = _cost(cells[e])
-        if not aligned:
-            total = _ZERO
-            for p in range(min(m, n)):
-                total += cost[p * n + p]
-            out[t] = total
-            continue
-        row[0] = cost[0]
-        for q in range(1, n):
-            row[q] = row[q - 1] + cost[q]
-        for p in range(1, m):
-            row[0] += cost[p * n]
-            for q in range(1, n):
-                row[q] = min(row[q], row[q - 1]) + cost[p * n + q]
-        out[t] = row[n - 1]
+        out[t] = _path_of_costs(cost, row, m, n, aligned)
 
 
 def _pair_bounds_bf16(x16, y16, x_sq, y_sq, x_err, y_err, x_norm, y_norm, x_norm16, y_norm16,
@@ -257,55 +276,15 @@ def _pair_bounds_bf16(x16, y16, x_sq, y_sq, x_err, y_err, x_norm, y_norm, x_norm
     either kernel, and the paths through
     tanh(sqrt(.)) of the two give lo_out / hi_out (T,) (widened by ``PATH_SLACK`` by the
     caller)."""
-    m, c, n = x16.shape[1], x16.shape[2], y16.shape[1]
+    m, n = x16.shape[1], y16.shape[1]
     cells = np.empty(m * n, dtype=np.float32)
     cost_lo = np.empty(m * n, dtype=np.float32)
     cost_hi = np.empty(m * n, dtype=np.float32)
-    row_lo = np.empty(n, dtype=np.float32)
-    row_hi = np.empty(n, dtype=np.float32)
+    row = np.empty(n, dtype=np.float32)
     quarter = np.float32(0.25)
-    m2, n4 = m - m % 2, n - n % 4
     for t in range(i.shape[0]):
         a, b = i[t], j[t]
-        for e in range(m * n):
-            cells[e] = _ZERO
-        for k0 in range(0, c, _K_CHUNK):
-            k1 = min(k0 + _K_CHUNK, c)
-            for p in range(0, m2, 2):
-                x0, x1 = x16[a, p, k0:k1], x16[a, p + 1, k0:k1]
-                for q in range(0, n4, 4):
-                    y0, y1, y2, y3 = (y16[b, q, k0:k1], y16[b, q + 1, k0:k1], y16[b, q + 2, k0:k1],
-                                      y16[b, q + 3, k0:k1])
-                    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _ZERO
-                    for k in range(k1 - k0):
-                        u0, u1 = _bf16(x0[k]), _bf16(x1[k])
-                        v0, v1, v2, v3 = _bf16(y0[k]), _bf16(y1[k]), _bf16(y2[k]), _bf16(y3[k])
-                        s00 += u0 * v0
-                        s01 += u0 * v1
-                        s02 += u0 * v2
-                        s03 += u0 * v3
-                        s10 += u1 * v0
-                        s11 += u1 * v1
-                        s12 += u1 * v2
-                        s13 += u1 * v3
-                    r0, r1 = p * n + q, (p + 1) * n + q
-                    cells[r0] += s00
-                    cells[r0 + 1] += s01
-                    cells[r0 + 2] += s02
-                    cells[r0 + 3] += s03
-                    cells[r1] += s10
-                    cells[r1 + 1] += s11
-                    cells[r1 + 2] += s12
-                    cells[r1 + 3] += s13
-        for p in range(m):                  # the rest: rows past m2, columns past n4
-            q0 = 0 if p >= m2 else n4
-            xp = x16[a, p]
-            for q in range(q0, n):
-                yq = y16[b, q]
-                acc = _ZERO
-                for k in range(c):
-                    acc += _bf16(xp[k]) * _bf16(yq[k])
-                cells[p * n + q] = acc
+        _dots_bf16(x16, y16, a, b, cells)
         for p in range(m):
             for q in range(n):
                 e = p * n + q
@@ -315,28 +294,8 @@ def _pair_bounds_bf16(x16, y16, x_sq, y_sq, x_err, y_err, x_norm, y_norm, x_norm
                 centre = x_sq[a, p] + y_sq[b, q] - _TWO * cells[e]
                 cost_lo[e] = _cost((centre - _TWO * dev) * quarter)
                 cost_hi[e] = _cost((centre + _TWO * dev) * quarter)
-        if not aligned:
-            tlo = _ZERO
-            thi = _ZERO
-            for p in range(min(m, n)):
-                tlo += cost_lo[p * n + p]
-                thi += cost_hi[p * n + p]
-            lo_out[t] = tlo
-            hi_out[t] = thi
-            continue
-        row_lo[0] = cost_lo[0]
-        row_hi[0] = cost_hi[0]
-        for q in range(1, n):
-            row_lo[q] = row_lo[q - 1] + cost_lo[q]
-            row_hi[q] = row_hi[q - 1] + cost_hi[q]
-        for p in range(1, m):
-            row_lo[0] += cost_lo[p * n]
-            row_hi[0] += cost_hi[p * n]
-            for q in range(1, n):
-                row_lo[q] = min(row_lo[q], row_lo[q - 1]) + cost_lo[p * n + q]
-                row_hi[q] = min(row_hi[q], row_hi[q - 1]) + cost_hi[p * n + q]
-        lo_out[t] = row_lo[n - 1]
-        hi_out[t] = row_hi[n - 1]
+        lo_out[t] = _path_of_costs(cost_lo, row, m, n, aligned)
+        hi_out[t] = _path_of_costs(cost_hi, row, m, n, aligned)
 
 
 if AVAILABLE:
@@ -344,6 +303,11 @@ if AVAILABLE:
     _cost = numba.njit(inline="always", fastmath=True, error_model="numpy")(_cost)
     block_paths = numba.njit(**_jit)(_block_paths)
     tanh_sqrt = numba.njit(**_jit)(_tanh_sqrt)
+    _inline = dict(inline="always", fastmath=True, error_model="numpy")
+    _as_float32 = numba.njit(**_inline)(_as_float32)
+    _dots_float32 = numba.njit(**_inline)(_make_part_dots(_as_float32))
+    _dots_bf16 = numba.njit(**_inline)(_make_part_dots(_bf16))
+    _path_of_costs = numba.njit(**_inline)(_path_of_costs)
     pair_paths = numba.njit(**_jit)(_pair_paths)
     pair_bounds_bf16 = numba.njit(**_jit)(_pair_bounds_bf16)
     _path_rows = numba.njit(inline="always", fastmath=True, error_model="numpy")(_path_rows)
