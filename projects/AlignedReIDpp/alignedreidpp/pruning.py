@@ -39,7 +39,7 @@ from fastreid_ms.utils.threads import run_tasks
 from .dmli_bounds import (Bf16Parts, PartProjection, auto_rank, dmli_bounds,
                           dmli_bounds_symmetric_blocks, dmli_pair_bounds)
 
-__all__ = ["ExactPairCache", "PrunedEvaluation", "first_per_row", "segment_order", "total_slack"]
+__all__ = ["ExactPairCache", "PrunedEvaluation", "total_slack"]
 
 
 def total_slack(values):
@@ -89,18 +89,87 @@ def _row_keep(starts, row_lo, row_hi, k, r0, r1, keep):
             keep[p] = row_lo[p] <= kth or row_hi[p] >= max_lo
 
 
-def _segment_argsort(starts, key, r0, r1, out):
-    """out[s:e] = s + argsort(key[s:e]) (stable) for each row segment of the rows r0 .. r1 - 1."""
+def _build_queues(starts, partner, lo, hi, k, r0, r1, near_end, near_partner, near_key,
+                  max_end, max_partner, max_key, either):
+    """The two search queues of the rows r0 .. r1 - 1 from their candidate segments
+    [starts[r], starts[r+1]) of (partner, lo, hi): at the front of each segment,
+    near_* the candidates with lo <= the row's k-th smallest upper bound, by lo ascending
+    (key lo), and max_* those with hi >= the row's largest lower bound, by hi descending
+    (key -hi); both stable. near_end / max_end[r]: where each row's queue ends; either[r]: the
+    candidates in at least one queue."""
     for r in range(r0, r1):
         s, e = starts[r], starts[r + 1]
-        if e > s:
-            out[s:e] = s + np.argsort(key[s:e], kind="mergesort")
+        near_end[r] = s
+        max_end[r] = s
+        either[r] = 0
+        if e == s:
+            continue
+        seg_lo, seg_hi = lo[s:e], hi[s:e]
+        kth = np.inf
+        if e - s >= k:
+            kth = np.partition(seg_hi.copy(), k - 1)[k - 1]
+        max_lo = seg_lo[0]
+        for p in range(e - s):
+            max_lo = max(max_lo, seg_lo[p])
+        near = np.nonzero(seg_lo <= kth)[0]
+        order = np.argsort(seg_lo[near], kind="mergesort")
+        for t in range(near.shape[0]):
+            q = near[order[t]]
+            near_partner[s + t] = partner[s + q]
+            near_key[s + t] = seg_lo[q]
+        near_end[r] = s + near.shape[0]
+        far = np.nonzero(seg_hi >= max_lo)[0]
+        neg = -seg_hi[far]
+        order = np.argsort(neg, kind="mergesort")
+        for t in range(far.shape[0]):
+            q = far[order[t]]
+            max_partner[s + t] = partner[s + q]
+            max_key[s + t] = neg[order[t]]
+        max_end[r] = s + far.shape[0]
+        count = 0
+        for p in range(e - s):
+            if seg_lo[p] <= kth or seg_hi[p] >= max_lo:
+                count += 1
+        either[r] = count
 
 
+def _round_counts(cursor, end, key, limit, width, counts):
+    """counts[r] = how many of row r's next candidates (from cursor[r]) have key <= limit[r],
+    at most ``width``; returns their sum."""
+    total = 0
+    for r in range(cursor.shape[0]):
+        p, e, c = cursor[r], end[r], 0
+        while p < e and c < width and key[p] <= limit[r]:
+            p += 1
+            c += 1
+        counts[r] = c
+        total += c
+    return total
+
+
+def _take_round(cursor, end, key, partner, limit, counts, out_rows, out_partners):
+    """Moves each row's cursor past its counts[r] chosen candidates, writing (row, partner)
+    of each to out_*; a row whose next candidate then has key > limit (or NaN) is closed
+    (cursor = end): the keys ascend and the limits only fall, so none of the rest can pass."""
+    t = 0
+    for r in range(cursor.shape[0]):
+        p = cursor[r]
+        for _ in range(counts[r]):
+            out_rows[t] = r
+            out_partners[t] = partner[p]
+            t += 1
+            p += 1
+        if p < end[r] and not key[p] <= limit[r]:
+            p = end[r]
+        cursor[r] = p
+
+
+_build_queues = numba.njit(nogil=True, cache=True)(_build_queues)
+_round_counts = numba.njit(nogil=True, cache=True)(_round_counts)
+_take_round = numba.njit(nogil=True, cache=True)(_take_round)
 _row_counts = numba.njit(nogil=True, cache=True)(_row_counts)
 _scatter_rows = numba.njit(nogil=True, cache=True)(_scatter_rows)
 _row_keep = numba.njit(nogil=True, cache=True)(_row_keep)
-_segment_argsort = numba.njit(nogil=True, cache=True)(_segment_argsort)
 
 
 def _row_tasks(starts, per_task=1 << 20):
@@ -109,16 +178,6 @@ def _row_tasks(starts, per_task=1 << 20):
     bounds = np.searchsorted(starts, np.arange(0, int(starts[-1]) + per_task, per_task))
     bounds = np.unique(np.clip(np.concatenate([[0], bounds, [n]]), 0, n))
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
-
-def segment_order(starts, key, num_threads=None):
-    """Permutation sorting each row segment [starts[r], starts[r+1]) of ``key`` ascending
-    (stable), rows kept in place: the row-then-key order of CSR lists, threaded over rows."""
-    out = np.empty(int(starts[-1]), dtype=np.int64)
-    key = np.ascontiguousarray(key)
-    run_tasks(_row_tasks(starts), lambda a, b: _segment_argsort(starts, key, a, b, out),
-              num_threads)
-    return out
 
 
 class ExactPairCache:
@@ -225,16 +284,14 @@ class _Candidates:
         r, c = np.nonzero(keep)
         self.parts.append((r + row_start, c + col_start, lo[r, c], hi[r, c]))
 
-    def final(self, n):
-        """Per-row candidate lists, both orientations, in CSR order (rows ascending): (rows,
-        partners, lo, hi) of the pairs that remain with each row's thresholds over all its
-        tiles (lo <= the k-th smallest upper bound of the row, or hi >= the row's largest lower
-        bound), each pair once per row it belongs to. Every tile of the upper triangle is
-        added once, so no pair comes twice."""
-        i = np.concatenate([p[0] for p in self.parts]).astype(np.int64)
-        j = np.concatenate([p[1] for p in self.parts]).astype(np.int64)
-        lo = np.concatenate([p[2] for p in self.parts]).astype(np.float32)
-        hi = np.concatenate([p[3] for p in self.parts]).astype(np.float32)
+    def segments(self, n):
+        """Every pair the tiles kept, in per-row segments, both orientations: (starts (n+1,),
+        partners, lo, hi), row r's entries at [starts[r], starts[r+1]). Every tile of the upper
+        triangle is added once, so no pair comes twice in a row."""
+        i = np.concatenate([p[0] for p in self.parts]).astype(np.int64, copy=False)
+        j = np.concatenate([p[1] for p in self.parts]).astype(np.int64, copy=False)
+        lo = np.concatenate([p[2] for p in self.parts]).astype(np.float32, copy=False)
+        hi = np.concatenate([p[3] for p in self.parts]).astype(np.float32, copy=False)
         self.parts = []
         counts = _row_counts(i, j, n)
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -243,38 +300,38 @@ class _Candidates:
         los = np.empty(total, dtype=np.float32)
         his = np.empty(total, dtype=np.float32)
         _scatter_rows(i, j, lo, hi, starts, partners, los, his)
-        del i, j, lo, hi
-        keep = np.zeros(total, dtype=bool)
+        return starts, partners, los, his
+
+    def final(self, n):
+        """Per-row candidate lists, both orientations, in CSR order (rows ascending): (rows,
+        partners, lo, hi) of the pairs that remain with each row's thresholds over all its
+        tiles (lo <= the k-th smallest upper bound of the row, or hi >= the row's largest lower
+        bound), each pair once per row it belongs to."""
+        starts, partners, los, his = self.segments(n)
+        keep = np.zeros(int(starts[-1]), dtype=bool)
         run_tasks(_row_tasks(starts),
                   lambda a, b: _row_keep(starts, los, his, self.k, a, b, keep))
-        rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
         return rows[keep], partners[keep], los[keep], his[keep]
 
 
-def first_per_row(rows, width):
-    """Mask (T,) of the entries among the first ``width`` of their row: ``rows`` (T,) sorted
-    (each row's entries contiguous)."""
-    if rows.size == 0:
-        return np.zeros(0, dtype=bool)
-    pos = np.arange(rows.size)
-    starts = np.concatenate([[True], rows[1:] != rows[:-1]])
-    first = np.maximum.accumulate(np.where(starts, pos, 0))
-    return pos - first < width
-
-
 def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=2,
-                           taken=None):
+                           taken=None, starts=None):
     """NeighbourLists (k nearest, row maxima) of exact distances, computing as few as the
     bounds allow (branch and bound, in rounds over all rows at once): each row's candidates in
     increasing lower bound while that bound can still beat the row's current k-th exact
     distance (the first k at once), and in decreasing upper bound while it can still reach the
-    row's current exact maximum. ``first``: exact pairs (i, j, d) already known, added first.
-    ``taken``: a dict that receives the candidates each search asked for ("nearest",
-    "maximum"; a pair asked for by both, or already known, counts in each)."""
+    row's current exact maximum. Candidates: (rows, partners, lo, hi) with ``rows`` ascending,
+    or per-row segments ``starts`` (n+1,) of (partners, lo, hi) (``rows`` then unused); each
+    row must hold every pair whose lower bound is at most its k-th smallest upper bound and
+    every pair whose upper bound reaches its largest lower bound. ``first``: exact pairs
+    (i, j, d) already known, added first. ``taken``: a dict that receives the candidates each
+    search asked for ("nearest", "maximum"; a pair asked for by both, or already known, counts
+    in each) and "candidates", the entries in either search's queue."""
     lists = NeighbourLists(n, k)
     taken = {} if taken is None else taken
-    taken.setdefault("nearest", 0)
-    taken.setdefault("maximum", 0)
+    for name in ("nearest", "maximum", "candidates"):
+        taken.setdefault(name, 0)
 
     def add(i, j, d):
         """Pairs new to the lists (each unordered pair is computed, and so added, once)."""
@@ -284,40 +341,51 @@ def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step
 
     if first is not None and first[0].size:
         add(*first)
-    # Each queue holds the candidates still open, sorted by row, then by the bound it searches
-    # by (nearest: lower bound ascending; maximum: upper bound descending).
-    # ``rows`` ascending (CSR, as _Candidates.final gives them): sort within each row.
-    if rows.size > 1 and np.any(rows[1:] < rows[:-1]):
-        order = np.argsort(rows, kind="stable")
-        rows, partners, lo, hi = rows[order], partners[order], lo[order], hi[order]
-    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int64)
-    queues = []
-    for name, key in (("nearest", lo), ("maximum", -hi)):
-        order = segment_order(starts, key)
-        queues.append([name, order, rows, key[order]])
+    if starts is None:
+        if rows.size > 1 and np.any(rows[1:] < rows[:-1]):
+            order = np.argsort(rows, kind="stable")
+            rows, partners, lo, hi = rows[order], partners[order], lo[order], hi[order]
+        starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    starts = np.asarray(starts, dtype=np.int64)
+    partners = np.ascontiguousarray(partners, dtype=np.int64)
+    lo = np.ascontiguousarray(lo, dtype=np.float32)
+    hi = np.ascontiguousarray(hi, dtype=np.float32)
+    # Each queue: per row, the candidates that can matter to its search, sorted by the bound it
+    # searches by (nearest: lower bound ascending; maximum: upper bound descending, key -hi),
+    # and a cursor past those already taken or ruled out.
+    total = int(starts[-1])
+    near_end, max_end, either = (np.empty(n, np.int64) for _ in range(3))
+    near_partner, max_partner = np.empty(total, np.int64), np.empty(total, np.int64)
+    near_key, max_key = np.empty(total, np.float32), np.empty(total, np.float32)
+    run_tasks(_row_tasks(starts),
+              lambda a, b: _build_queues(starts, partners, lo, hi, k, a, b, near_end,
+                                         near_partner, near_key, max_end, max_partner, max_key,
+                                         either))
+    taken["candidates"] += int(either.sum())
+    queues = [("nearest", starts[:-1].copy(), near_end, near_key, near_partner),
+              ("maximum", starts[:-1].copy(), max_end, max_key, max_partner)]
+    counts = np.empty(n, dtype=np.int64)
     first_round = True
     while True:
-        take = []
-        for queue in queues:
-            name, order, q_rows, key = queue
+        sel_rows, sel_partners = [], []
+        for name, cursor, end, key, partner in queues:
             if name == "nearest":   # lower bound <= current k-th exact (inf while fewer than k)
-                alive = key <= lists.val.max(axis=1)[q_rows]
-            else:                   # upper bound >= current exact maximum
-                alive = -key >= lists.row_max[q_rows]
-            # Sorted within each row, so ``alive`` is a prefix of each row's candidates: once a
-            # candidate cannot matter, neither can the rest of its row.
-            order, q_rows, key = order[alive], q_rows[alive], key[alive]
+                limit = lists.val.max(axis=1)
+            else:                   # upper bound >= current exact maximum: -hi <= -maximum
+                limit = -lists.row_max
             width = k if first_round and name == "nearest" else step
-            chosen = first_per_row(q_rows, width)
-            taken[name] += int(np.count_nonzero(chosen))
-            take.append(order[chosen])
-            queue[1:] = order[~chosen], q_rows[~chosen], key[~chosen]
+            num = _round_counts(cursor, end, key, limit, width, counts)
+            out_rows, out_partners = np.empty(num, np.int64), np.empty(num, np.int64)
+            _take_round(cursor, end, key, partner, limit, counts, out_rows, out_partners)
+            taken[name] += num
+            sel_rows.append(out_rows)
+            sel_partners.append(out_partners)
         first_round = False
         step = int(step * 1.5) + 1               # few rounds even for long candidate lists
-        sel = np.concatenate(take)
-        if sel.size == 0:
+        sel_rows, sel_partners = np.concatenate(sel_rows), np.concatenate(sel_partners)
+        if sel_rows.size == 0:
             break
-        _, new, vals = cache(rows[sel], partners[sel], return_new=True)
+        _, new, vals = cache(sel_rows, sel_partners, return_new=True)
         add(new // n, new % n, vals)
     return lists
 
@@ -457,14 +525,15 @@ class PrunedEvaluation:
             dmli_bounds_symmetric_blocks(proj, slice(start, stop), consume, self.aligned)
             self._tick(name, t)
         t = time.perf_counter()
-        rows, partners, c_lo, c_hi = cands.final(n)
-        self.stats["neighbour_candidates"] = int(rows.size)
+        starts, partners, c_lo, c_hi = cands.segments(n)
         before = self.cache.computed
         known = self.cache.keys
         first = (known // n, known % n, self.cache.vals)
         taken = {}
-        lists = _exact_neighbour_lists(n, min(k, n), rows, partners, c_lo, c_hi, self.cache,
-                                       first, taken=taken)
+        lists = _exact_neighbour_lists(n, min(k, n), None, partners, c_lo, c_hi, self.cache,
+                                       first, taken=taken, starts=starts)
+        del partners, c_lo, c_hi
+        self.stats["neighbour_candidates"] = taken["candidates"]
         self.stats["neighbour_exact"] = self.cache.computed - before
         self.stats["neighbour_asked_nearest"] = taken["nearest"]
         self.stats["neighbour_asked_maximum"] = taken["maximum"]
