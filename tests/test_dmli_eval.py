@@ -126,6 +126,22 @@ def test_numba_tanh_sqrt_accuracy():
 
 
 @needs_numba
+def test_bound_tanh_sqrt_stays_within_its_allowance_of_the_exact_kernels():
+    """The bounds kernel's rational tanh: within BOUND_COST_ERROR of the exact kernels' cost
+    on a dense grid of x = sqrt(v) in [0, 12] (the clamp at 4.97 inside), at the extremes, and
+    far above (saturated); the allowance is not far above the real error (a fit, not a guess)."""
+    v = np.concatenate([np.linspace(0.0, 12.0, 2_000_001) ** 2,
+                        [-1e-6, -0.0, 1e-30, 1e-12, 1e-8, 80.0 ** 2, 1e30, np.inf]]).astype(np.float32)
+    cheap, exact = np.empty_like(v), np.empty_like(v)
+    dmli_numba.bound_tanh_sqrt(v, cheap)
+    dmli_numba.tanh_sqrt(v, exact)
+    error = np.abs(cheap.astype(np.float64) - exact)
+    assert error.max() <= dmli_numba.BOUND_COST_ERROR
+    assert error.max() > 0.5 * dmli_numba.BOUND_COST_ERROR
+    assert cheap[-8] == 0.0 and cheap[-7] == 0.0 and 0.0 <= cheap.min() and cheap.max() <= 1.0
+
+
+@needs_numba
 @pytest.mark.parametrize("aligned", [True, False])
 def test_numba_kernel_equals_numpy_kernel(aligned):
     """Several column blocks (block_size=3 rows -> columns per block from the cell budget),
