@@ -12,7 +12,7 @@ from fastreid_ms.evaluation.rerank import re_ranking
 from fastreid_ms.utils.blas import blas_core_for
 from projects.AlignedReIDpp.alignedreidpp import dmli_numba
 from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
-from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (Bf16Parts, PartProjection,
+from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (HalfParts, PartProjection,
                                                               auto_rank, dmli_bounds,
                                                               dmli_pair_bounds, PATH_SLACK)
 from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, _build_queues,
@@ -55,10 +55,11 @@ def test_bounds_hold_for_the_computed_dmli(aligned, rank):
 
 
 @pytest.mark.parametrize("aligned", [True, False])
-def test_bf16_pair_bounds_hold_and_are_tight(aligned):
-    """The second-level bounds from bfloat16 parts hold for the exact pair kernel's values
+def test_float16_pair_bounds_hold_and_are_tight(aligned):
+    """The second-level bounds from float16 parts hold for the exact pair kernel's values
     (identical samples, a part of norm 5, a part with a huge and tiny entries, near-equal
-    samples) and are far tighter than the projection's."""
+    samples, parts far outside float16's range: tiny, huge, zero) and are far tighter than the
+    projection's."""
     rng = np.random.default_rng(21)
     x = _parts(rng, 90, 300)
     x[7] = x[3]                                          # identical: d ~ 0
@@ -66,14 +67,23 @@ def test_bf16_pair_bounds_hold_and_are_tight(aligned):
     x[11, 2, :] = 1e-30
     x[11, 2, 0] = 3.0                                    # tiny entries next to a large one
     x[12] = x[13] + 1e-3 * x[14]                         # near-equal samples
+    x[15] = 1e-20 * x[16]                                # below float16's range (scaled up)
+    x[17] = 1e12 * x[18]                                 # above it (scaled down)
+    x[19, 5] = 0.0                                       # a zero part
     i, j = np.triu_indices(90)
-    lo, hi = dmli_pair_bounds(Bf16Parts(x), i, j, aligned)
+    parts16 = HalfParts(x)
+    assert parts16.scale[17].max() > 1e6 and parts16.scale[15].max() < 1e-10
+    lo, hi = dmli_pair_bounds(parts16, i, j, aligned)
     exact = dmli_pairs(x, x, i, j, aligned=aligned)
     assert (lo <= exact).all() and (exact <= hi).all()
     plo, phi = dmli_bounds(PartProjection(x, 24), slice(0, 90), slice(0, 90), aligned)
-    assert np.median(hi - lo) < 0.1 * np.median((phi - plo)[i, j])
+    # float16's 11-bit significand: about 1/250 of the projection's width here (bfloat16's
+    # 8 bits gave 1/30)
+    assert np.median(hi - lo) < 0.01 * np.median((phi - plo)[i, j])
     with pytest.raises(ValueError, match="non-finite"):
-        Bf16Parts(np.full((2, 8, 16), np.inf, np.float32))
+        HalfParts(np.full((2, 8, 16), np.inf, np.float32))
+    with pytest.raises(ValueError, match="too large for the float16"):
+        HalfParts(np.full((2, 8, 16), 1e30, np.float32))
 
 
 def test_projection_residual_and_energy():
@@ -305,7 +315,7 @@ def test_pruned_metrics_equal_the_exhaustive_computation(mode, aligned, rank):
     got = ev.evaluate()
     assert ev.prune_stats is not None and ev.prune_stats["projection_rank"] == rank
     if rank == 1:
-        # loose projection bounds leave thousands of query x gallery pairs open; the bfloat16
+        # loose projection bounds leave thousands of query x gallery pairs open; the float16
         # bounds settle nearly all of them (exact: the correct matches and a few more)
         stats = ev.prune_stats
         assert stats["qg_refined"] > 1000 and stats["qg_exact"] < stats["qg_refined"] / 4

@@ -32,7 +32,7 @@ def add_alignedreid_config(cfg):
     cfg.TEST.LOCAL.ALIGNED = True
     # Exact evaluation with pruning (pruning.py): bounds of every pair's DMLI from the parts
     # projected onto PRUNE_DIM principal directions (0: dmli_bounds.auto_rank), the exact
-    # DMLI only where a metric or the re-ranking can depend on it, second bounds from bfloat16
+    # DMLI only where a metric or the re-ranking can depend on it, second bounds from float16
     # parts in between. The same metrics as False (every pair computed); applies when
     # TEST.RERANK.CANDIDATES is 0 and the parts have at least 512 channels (below that,
     # computing every pair is cheaper and is what happens). On by default: at the default

@@ -26,7 +26,7 @@ from fastreid_ms.utils.threads import default_num_threads, run_tasks
 from . import dmli_numba
 from .dmli import ThreadBuffers, _augment, _block_shape, part_major_order, run_pair_kernel
 
-__all__ = ["PartProjection", "Bf16Parts", "dmli_bounds", "dmli_pair_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
+__all__ = ["PartProjection", "HalfParts", "dmli_bounds", "dmli_pair_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
            "PATH_SLACK"]
 
 # Allowance per path cell for the tanh approximation and the path sum's rounding (absolute).
@@ -74,13 +74,14 @@ class PartProjection:
         self.coords = np.empty((n * p, self.rank), dtype=np.float32)
         sq = np.empty(n * p, dtype=np.float64)
         zsq = np.empty(n * p, dtype=np.float64)
-        for s in range(0, n * p, 65536):                 # float64 norms, chunk by chunk
-            e = min(s + 65536, n * p)
-            self.coords[s:e] = flat[s:e] @ self.basis
-            chunk = flat[s:e].astype(np.float64)
-            sq[s:e] = np.einsum("ij,ij->i", chunk, chunk)
-            z = self.coords[s:e].astype(np.float64)
-            zsq[s:e] = np.einsum("ij,ij->i", z, z)
+
+        def project(s):                                  # float64 norms, chunk by chunk
+            e = min(s + 8192, n * p)
+            np.matmul(flat[s:e], self.basis, out=self.coords[s:e])
+            _sq_norms_f64(flat[s:e], sq[s:e])
+            _sq_norms_f64(self.coords[s:e], zsq[s:e])
+
+        run_tasks([(s,) for s in range(0, n * p, 8192)], project)
         self.coords = self.coords.reshape(n, p, self.rank)
         self.energy = float(zsq.sum() / max(sq.sum(), 1e-30))
         self.sq_norm = sq.astype(np.float32).reshape(n, p)
@@ -101,51 +102,81 @@ class PartProjection:
                 (rho / np.sqrt(2.0)).astype(np.float32))
 
 
+def _sq_norms_f64(rows, out):
+    """out (K,) float64 = the squared norms of rows (K, D) float32, summed in float64."""
+    if dmli_numba.AVAILABLE:
+        dmli_numba.sq_norms_f64(np.ascontiguousarray(rows), out)
+    else:  # pragma: no cover - bounds need numba anyway
+        wide = rows.astype(np.float64)
+        out[:] = np.einsum("ij,ij->i", wide, wide)
+
+
 def _float32_up(values):
     """float64 -> float32, rounded up (never below the value)."""
     out = np.asarray(values, dtype=np.float32)
     return np.where(out < values, np.nextafter(out, np.float32(np.inf)), out).astype(np.float32)
 
 
-class Bf16Parts:
-    """Parts rounded to bfloat16 (to nearest even) for tight second-level bounds of single
-    pairs (dmli_pair_bounds): half the bytes of the float32 parts, so a pair costs half the
-    memory traffic of its exact DMLI, and bounds about 2^-8 of the part norms wide instead of
-    the projection's residual norms.
+class HalfParts:
+    """Parts rounded to float16 for tight second-level bounds of single pairs
+    (dmli_pair_bounds): half the bytes of the float32 parts, so a pair costs half the memory
+    traffic of its exact DMLI, and bounds about 2^-11 of the part norms wide instead of the
+    projection's residual norms. Each part is first scaled by a power of two that brings its
+    largest entry into [2^14, 2^15) (exact, and clear of float16's overflow), so any feature
+    scale gets float16's full precision.
 
-    parts (N, P, C) float32 -> ``bits`` (N, P, C) uint16; per part (N, P) float32: ``sq_norm``
-    (the float32 squared norms the exact kernel uses), ``err`` = ||a - bf16(a)||, ``norm`` =
-    ||a||, ``norm16`` = ||bf16(a)|| (upper bounds); ``gamma``: the rounding
-    allowance of a float32 dot product of C terms per unit of |a| |b| (worst case, any order).
+    parts (N, P, C) float32 -> ``bits`` (N, P, C) uint16 (float16 h, the part ~ scale * h);
+    per part (N, P) float32: ``scale`` (the power of two), ``sq_norm`` (the float32 squared
+    norms the exact kernel uses), ``err`` = ||a - scale * h||, ``norm`` = ||a||, ``norm16`` =
+    ||scale * h|| (upper bounds); ``gamma``: the rounding allowance of a float32 dot product of
+    C terms per unit of |a| |b| (worst case, any order).
     """
+
+    # scales 2^-60 .. 2^60: their products stay inside float32's range
+    MAX_SHIFT = 60
 
     def __init__(self, parts, sq_norm=None, chunk=512, num_threads=None):
         parts = np.ascontiguousarray(parts, dtype=np.float32)
         n, p, c = parts.shape
         self.bits = np.empty((n, p, c), dtype=np.uint16)
+        self.scale = np.empty((n, p), dtype=np.float32)
         self.err = np.empty((n, p), dtype=np.float32)
         self.norm = np.empty((n, p), dtype=np.float32)
         self.norm16 = np.empty((n, p), dtype=np.float32)
         # float32 sums of C squares are within (C + 2) u of the real ones (any order):
         # inflated by twice that, then rounded up, they bound the real norms from above.
         grow = 1.0 + 2.0 * (c + 2) * _UNIT_ROUNDOFF
+        peaks = np.zeros(n, dtype=np.float32)
 
         def convert(s):
             e = min(s + chunk, n)
-            u = parts[s:e].view(np.uint32)
-            rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) \
-                >> np.uint32(16)
-            self.bits[s:e] = rounded.astype(np.uint16)
-            dec = (rounded << np.uint32(16)).view(np.float32)
-            with np.errstate(invalid="ignore", over="ignore"):  # inf / NaN: refused below
-                diff = parts[s:e] - dec              # exact in float32 (Sterbenz)
-            for out, v in ((self.err, diff), (self.norm, parts[s:e]), (self.norm16, dec)):
+            a = parts[s:e]
+            with np.errstate(invalid="ignore", over="ignore"):   # inf / NaN: refused below
+                peak = np.abs(a).max(axis=2)
+                peaks[s:e] = peak.max(axis=1)
+                # peak < 2^expo, so a * 2^(15 - expo) stays below 2^15
+                expo = np.frexp(np.where(np.isfinite(peak), peak, 1.0))[1]
+                shift = np.clip(expo.astype(np.int64) - 15, -self.MAX_SHIFT, self.MAX_SHIFT)
+                scale = np.exp2(shift).astype(np.float32)
+                half = (a * np.exp2(-shift).astype(np.float32)[..., None]).astype(np.float16)
+                self.bits[s:e] = half.view(np.uint16)
+                self.scale[s:e] = scale
+                dec = half.astype(np.float32) * scale[..., None]
+                diff = a - dec              # exact in float32 (Sterbenz, or dec = 0)
+            for out, v in ((self.err, diff), (self.norm, a), (self.norm16, dec)):
                 sq = np.einsum("ipc,ipc->ip", v, v).astype(np.float64)
                 out[s:e] = _float32_up(np.sqrt(sq * grow))
 
         run_tasks([(s,) for s in range(0, n, chunk)], convert, num_threads)
-        if not (np.all(np.isfinite(self.norm16)) and np.all(np.isfinite(self.err))):
+        if not np.all(np.isfinite(peaks)):
             raise ValueError("Part features hold non-finite values (inf or NaN)")
+        if peaks.size and peaks.max() >= 2.0 ** (15 + self.MAX_SHIFT):
+            raise ValueError(f"Part features reach {peaks.max():.3g}, too large for the float16 "
+                             f"bounds of TEST.LOCAL.PRUNE (at most 2^{15 + self.MAX_SHIFT}); "
+                             f"normalise them or set TEST.LOCAL.PRUNE False")
+        if not (np.all(np.isfinite(self.err)) and np.all(np.isfinite(self.norm))):
+            raise ValueError("Part features too large for float32 norms (inf); normalise them "
+                             "or set TEST.LOCAL.PRUNE False")
         self.sq_norm = np.einsum("imc,imc->im", parts, parts) if sq_norm is None else \
             np.ascontiguousarray(sq_norm, dtype=np.float32)
         self.gamma = np.float32(1.01 * (c + 2) * _UNIT_ROUNDOFF)
@@ -153,7 +184,7 @@ class Bf16Parts:
 
 def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None):
     """(lo, hi) (T,) float32 bounds of the DMLI that the exact pair kernel gives the pairs
-    (i[t], j[t]) of the samples of ``parts16`` (Bf16Parts)."""
+    (i[t], j[t]) of the samples of ``parts16`` (HalfParts)."""
     _require_kernel()
     i = np.asarray(i, dtype=np.int64).ravel()
     j = np.asarray(j, dtype=np.int64).ravel()
@@ -164,9 +195,9 @@ def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None):
     b = parts16
 
     def call(a, c, lo_out, hi_out):
-        dmli_numba.pair_bounds_bf16(b.bits, b.bits, b.sq_norm, b.sq_norm, b.err, b.err, b.norm,
-                                    b.norm, b.norm16, b.norm16, b.gamma, a, c, bool(aligned),
-                                    lo_out, hi_out)
+        dmli_numba.pair_bounds_f16(b.bits, b.bits, b.scale, b.scale, b.sq_norm, b.sq_norm, b.err,
+                                   b.err, b.norm, b.norm, b.norm16, b.norm16, b.gamma, a, c,
+                                   bool(aligned), lo_out, hi_out)
 
     run_pair_kernel(i, j, call, [lo, hi], num_threads)
     m = b.bits.shape[1]

@@ -26,22 +26,25 @@ except ImportError:  # pragma: no cover - the numpy path remains
     numba = None
 
 __all__ = ["AVAILABLE", "BOUND_COST_ERROR", "block_bounds", "block_paths", "bound_tanh_sqrt",
-           "pair_bounds_bf16", "pair_paths", "tanh_sqrt"]
+           "pair_bounds_f16", "pair_paths", "sq_norms_f64", "tanh_sqrt"]
 
 AVAILABLE = numba is not None
 
 if AVAILABLE:
     @_intrinsic
-    def _bits_as_float32(typingctx, bits):
-        """The float32 whose bits are the uint32 ``bits`` (an LLVM bitcast)."""
+    def _half_bits_as_float32(typingctx, bits):
+        """The float16 whose bits are the uint16 ``bits``, widened to float32 (exactly): an
+        LLVM bitcast and fpext, one vcvtph2ps per vector on x86 CPUs with F16C (every AVX2
+        one)."""
         def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], _llvm_ir.FloatType())
-        return numba.types.float32(numba.types.uint32), codegen
+            return builder.fpext(builder.bitcast(args[0], _llvm_ir.HalfType()),
+                                 _llvm_ir.FloatType())
+        return numba.types.float32(numba.types.uint16), codegen
 
     @numba.njit(inline="always")
-    def _bf16(h):
-        """bfloat16 bits (uint16) -> float32, exactly (they are its top 16 bits)."""
-        return _bits_as_float32(np.uint32(h) << np.uint32(16))
+    def _f16(h):
+        """float16 bits (uint16) -> float32, exactly."""
+        return _half_bits_as_float32(h)
 
 _P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(v) for v in (
     0.999999999, -0.693147047, 0.240224355, -0.0554910353, 0.00958005845, -0.00127571622,
@@ -92,6 +95,17 @@ def _bound_tanh_sqrt(v, out):
     """Element-wise _bound_cost over 1-D float32 arrays (for tests)."""
     for idx in range(v.shape[0]):
         out[idx] = _bound_cost(v[idx])
+
+
+def _sq_norms_f64(rows, out):
+    """out (K,) float64 = sum of squares of each row of rows (K, D) float32, in float64."""
+    for r in range(rows.shape[0]):
+        acc = 0.0
+        src = rows[r]
+        for c in range(src.shape[0]):
+            v = np.float64(src[c])
+            acc += v * v
+        out[r] = acc
 
 
 def _tanh_sqrt(v, out):
@@ -195,7 +209,7 @@ def _block_bounds(g, x_shift_lo, x_shift_hi, x_cross, y_shift_lo, y_shift_hi, y_
 
 def _make_part_dots(load):
     """A kernel cells (m*n,) = the m x n part dot products of x[a] (m, C) and y[b] (n, C),
-    each element read through ``load`` (float32 as is, or bfloat16 bits widened)."""
+    each element read through ``load`` (float32 as is, or float16 bits widened)."""
     def part_dots(x, y, a, b, cells):
         m, c, n = x.shape[1], x.shape[2], y.shape[1]
         m2, n4 = m - m % 2, n - n % 4
@@ -289,23 +303,27 @@ def _pair_paths(x, y, x_sq, y_sq, i, j, aligned, out):
         out[t] = _path_of_costs(cost, row, m, n, aligned)
 
 
-def _pair_bounds_bf16(x16, y16, x_sq, y_sq, x_err, y_err, x_norm, y_norm, x_norm16, y_norm16,
-                      gamma, i, j, aligned, lo_out, hi_out):
-    """Two-sided bounds of the DMLI that ``pair_paths`` computes for the pairs
-    (x[i[t]], y[j[t]]), from bfloat16 copies of the parts (half the bytes of float32).
+# Absolute allowance per cell for the scaling of float16 dot products into float32 underflowing
+# (only for parts whose entries are all below about 1e-19).
+_TINY = np.float32(1e-36)
 
-    x16 (M, m, C) / y16 (N, n, C) uint16: the parts rounded to bfloat16 (their top 16 bits);
-    x_sq / y_sq: the float32 squared part norms the exact kernel uses; x_err / y_err: norms of
-    (part - bfloat16 part), x_norm / y_norm: part norms, x_norm16 / y_norm16: norms of the
-    bfloat16 parts (all (.., m) float32, rounded up); gamma: rounding allowance per unit of
-    |a| |b| of a float32 dot product of C terms. Per cell, with g the float32 dot product of the
-    bfloat16 parts,
+
+def _pair_bounds_f16(x16, y16, x_scale, y_scale, x_sq, y_sq, x_err, y_err, x_norm, y_norm,
+                     x_norm16, y_norm16, gamma, i, j, aligned, lo_out, hi_out):
+    """Two-sided bounds of the DMLI that ``pair_paths`` computes for the pairs
+    (x[i[t]], y[j[t]]), from float16 copies of the parts (half the bytes of float32).
+
+    x16 (M, m, C) / y16 (N, n, C) uint16: the bits of float16 parts h with a~ = scale * h the
+    part's approximation (x_scale / y_scale (.., m) float32 powers of two); x_sq / y_sq: the
+    float32 squared part norms the exact kernel uses; x_err / y_err: norms of (part - a~),
+    x_norm / y_norm: part norms, x_norm16 / y_norm16: norms of a~ (all (.., m) float32, rounded
+    up); gamma: rounding allowance per unit of |a| |b| of a float32 dot product of C terms. Per
+    cell, with g = scale_a scale_b times the float32 dot product of the float16 parts,
         |<a, b> - g| <= e_a |b| + |a~| e_b + gamma (|a| |b| + |a~| |b~|) =: D,
     so the exact kernel's cell ||a - b||^2 / 4 = (sq_a + sq_b - 2 <a, b>) / 4 lies within
     (sq_a + sq_b - 2 g -/+ 2 D') / 4 with D' = D + gamma (sq_a + sq_b) for the few additions of
-    either kernel, and the paths through
-    tanh(sqrt(.)) of the two give lo_out / hi_out (T,) (widened by ``PATH_SLACK`` by the
-    caller)."""
+    either kernel, and the paths through tanh(sqrt(.)) of the two give lo_out / hi_out (T,)
+    (widened by ``PATH_SLACK`` by the caller)."""
     m, n = x16.shape[1], y16.shape[1]
     cells = np.empty(m * n, dtype=np.float32)
     cost_lo = np.empty(m * n, dtype=np.float32)
@@ -314,14 +332,15 @@ def _pair_bounds_bf16(x16, y16, x_sq, y_sq, x_err, y_err, x_norm, y_norm, x_norm
     quarter = np.float32(0.25)
     for t in range(i.shape[0]):
         a, b = i[t], j[t]
-        _dots_bf16(x16, y16, a, b, cells)
+        _dots_f16(x16, y16, a, b, cells)
         for p in range(m):
             for q in range(n):
                 e = p * n + q
+                dot = cells[e] * (x_scale[a, p] * y_scale[b, q])
                 dev = (x_err[a, p] * y_norm[b, q] + x_norm16[a, p] * y_err[b, q]
                        + gamma * (x_norm[a, p] * y_norm[b, q] + x_norm16[a, p] * y_norm16[b, q]
-                                  + x_sq[a, p] + y_sq[b, q]))
-                centre = x_sq[a, p] + y_sq[b, q] - _TWO * cells[e]
+                                  + x_sq[a, p] + y_sq[b, q]) + _TINY)
+                centre = x_sq[a, p] + y_sq[b, q] - _TWO * dot
                 cost_lo[e] = _cost((centre - _TWO * dev) * quarter)
                 cost_hi[e] = _cost((centre + _TWO * dev) * quarter)
         lo_out[t] = _path_of_costs(cost_lo, row, m, n, aligned)
@@ -335,13 +354,14 @@ if AVAILABLE:
     block_paths = numba.njit(**_jit)(_block_paths)
     tanh_sqrt = numba.njit(**_jit)(_tanh_sqrt)
     bound_tanh_sqrt = numba.njit(**_jit)(_bound_tanh_sqrt)
+    sq_norms_f64 = numba.njit(**_jit)(_sq_norms_f64)
     _inline = dict(inline="always", fastmath=True, error_model="numpy")
     _as_float32 = numba.njit(**_inline)(_as_float32)
     _dots_float32 = numba.njit(**_inline)(_make_part_dots(_as_float32))
-    _dots_bf16 = numba.njit(**_inline)(_make_part_dots(_bf16))
+    _dots_f16 = numba.njit(**_inline)(_make_part_dots(_f16))
     _path_of_costs = numba.njit(**_inline)(_path_of_costs)
     pair_paths = numba.njit(**_jit)(_pair_paths)
-    pair_bounds_bf16 = numba.njit(**_jit)(_pair_bounds_bf16)
+    pair_bounds_f16 = numba.njit(**_jit)(_pair_bounds_f16)
     _path_rows = numba.njit(inline="always", fastmath=True, error_model="numpy")(_path_rows)
     block_bounds = numba.njit(**_jit)(_block_bounds)
 else:  # pragma: no cover
@@ -349,5 +369,6 @@ else:  # pragma: no cover
     block_paths = None
     tanh_sqrt = None
     bound_tanh_sqrt = None
+    sq_norms_f64 = None
     pair_paths = None
-    pair_bounds_bf16 = None
+    pair_bounds_f16 = None

@@ -7,7 +7,7 @@ result open:
 
 - CMC / mAP / mINP: every correct match, and every wrong match whose bounds hold a correct
   match's distance (fastreid_ms.evaluation.bounded_rank) even after the pairs so left open got
-  second, far tighter bounds from bfloat16 copies of the parts (dmli_bounds.Bf16Parts: half
+  second, far tighter bounds from float16 copies of the parts (dmli_bounds.HalfParts: half
   the bytes of an exact pair);
 - re-ranking's neighbour lists: for each of the q + g samples, the pairs whose lower bound is
   at most the k-th smallest upper bound of its row (the k = k1 + 1 nearest lie among them) and
@@ -36,7 +36,7 @@ from fastreid_ms.evaluation.reid_evaluation import pairwise_feature_distance
 from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 from fastreid_ms.utils.threads import run_tasks
 
-from .dmli_bounds import (Bf16Parts, PartProjection, auto_rank, dmli_bounds,
+from .dmli_bounds import (HalfParts, PartProjection, auto_rank, dmli_bounds,
                           dmli_bounds_symmetric_blocks, dmli_pair_bounds)
 
 __all__ = ["ExactPairCache", "PrunedEvaluation", "total_slack"]
@@ -458,11 +458,11 @@ class PrunedEvaluation:
         return lo, hi
 
     def refined_bounds(self, i, j):
-        """(lo, hi) (T,) bounds of the total distance of the pairs (i, j) from the bfloat16
-        parts (Bf16Parts, built on first use): about 2^-8 of the part norms wide."""
+        """(lo, hi) (T,) bounds of the total distance of the pairs (i, j) from the float16
+        parts (HalfParts, built on first use): about 2^-11 of the part norms wide."""
         t = time.perf_counter()
         if self._parts16 is None:
-            self._parts16 = Bf16Parts(self.local)
+            self._parts16 = HalfParts(self.local)
         lo, hi = dmli_pair_bounds(self._parts16, i, j, self.aligned)
         glob = None
         if self.glob is not None:
@@ -489,7 +489,7 @@ class PrunedEvaluation:
         r, c = np.nonzero(need)
         self.stats["qg_refined"] = int(r.size)
         if r.size:
-            # the second, tighter bounds (bfloat16 parts) of the open pairs, then exact values
+            # the second, tighter bounds (float16 parts) of the open pairs, then exact values
             # only where those still leave a result open
             r_lo, r_hi = self.refined_bounds(r, c + nq)
             lo[r, c] = np.maximum(lo[r, c], r_lo)
