@@ -76,6 +76,12 @@ def test_float16_pair_bounds_hold_and_are_tight(aligned):
     lo, hi = dmli_pair_bounds(parts16, i, j, aligned)
     exact = dmli_pairs(x, x, i, j, aligned=aligned)
     assert (lo <= exact).all() and (exact <= hi).all()
+    # the i side read as float32 (no rounding there): still bounds, and narrower
+    lo32, hi32 = dmli_pair_bounds(parts16, i, j, aligned, x_parts=x)
+    assert (lo32 <= exact).all() and (exact <= hi32).all()
+    assert np.median(hi32 - lo32) < 0.8 * np.median(hi - lo)
+    with pytest.raises(ValueError, match="x_parts must be the float32 parts"):
+        dmli_pair_bounds(parts16, i, j, aligned, x_parts=x[:5])
     plo, phi = dmli_bounds(PartProjection(x, 24), slice(0, 90), slice(0, 90), aligned)
     # float16's 11-bit significand: about 1/250 of the projection's width here (bfloat16's
     # 8 bits gave 1/30)

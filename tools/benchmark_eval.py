@@ -391,7 +391,7 @@ def report(dim, runs, sizes):
                          f"(candidates asked for by the nearest-k search "
                          f"{stats.get('neighbour_asked_nearest', 0):,}, by the row-maximum "
                          f"search {stats.get('neighbour_asked_maximum', 0):,}), "
-                         f"re-ranked metrics {stats['rk_extra_exact']:,}); bfloat16 bounds of "
+                         f"re-ranked metrics {stats['rk_extra_exact']:,}); float16 bounds of "
                          f"{stats.get('qg_refined', 0):,} query x gallery pairs; seconds by "
                          f"step (refine: those bounds, inside exact_qg): "
                          + ", ".join(f"{k} {v:.1f}" for k, v in run["detail"].items()))

@@ -463,7 +463,8 @@ class PrunedEvaluation:
         t = time.perf_counter()
         if self._parts16 is None:
             self._parts16 = HalfParts(self.local)
-        lo, hi = dmli_pair_bounds(self._parts16, i, j, self.aligned)
+        lo, hi = dmli_pair_bounds(self._parts16, i, j, self.aligned,
+                                  x_parts=np.ascontiguousarray(self.local, dtype=np.float32))
         glob = None
         if self.glob is not None:
             glob = pairwise_feature_distance(self.glob, i, j, self.metric)
