@@ -132,6 +132,28 @@ def test_reid_evaluator_matches_slow_reference_in_percent(metric):
     assert 0 < ref["Rank-1"] < ref["Rank-5"]      # the data tells the ranks apart
 
 
+def test_evaluator_keeps_one_copy_of_the_features_and_evaluates_again():
+    """After evaluate() the per-batch arrays are replaced by the collected ones, junk removed
+    (so evaluation holds one copy of the features); a second evaluate() gives the same metrics,
+    and batches added afterwards still count."""
+    feats, pids, cams, nq = make_set(junk=3)
+    ev = build_evaluator(plain_cfg(), nq)
+    ev.reset()
+    for s in range(0, len(pids), 7):
+        ev.process({"global": feats[s:s + 7]}, pids[s:s + 7], cams[s:s + 7])
+    first = ev.evaluate()
+    assert len(ev._features["global"]) == 1 and len(ev._pids) == 1
+    assert ev._features["global"][0].shape[0] == len(pids) - 3          # junk left out
+    assert ev.evaluate() == first
+    extra = feats[nq:nq + 4] + np.float32(0.01)                          # near duplicates
+    ev.process({"global": extra}, pids[nq:nq + 4], cams[nq:nq + 4])
+    more = ev.evaluate()
+    f, p, c = drop_junk(np.concatenate([feats, extra]), np.concatenate([pids, pids[nq:nq + 4]]),
+                        np.concatenate([cams, cams[nq:nq + 4]]))
+    assert_metrics_equal(more, reference_metrics(reference_distance(f[:nq], f[nq:], "euclidean"),
+                                                 p, c, nq), abs_tol=1e-9)
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 @pytest.mark.parametrize("candidates", [0, 30])
 def test_reid_evaluator_rerank_equals_reference_re_ranking(metric, candidates):

@@ -145,6 +145,7 @@ class ReidEvaluator:
         feats = {k: np.concatenate(v, axis=0) for k, v in self._features.items()}
         pids = np.concatenate(self._pids)
         camids = np.concatenate(self._camids)
+        self._keep_collected(feats, pids, camids)   # the batches' copies can go
         n = pids.shape[0]
         for key, value in feats.items():
             if value.shape[0] != n:
@@ -160,7 +161,15 @@ class ReidEvaluator:
             logger.info("Leaving out %d junk gallery samples (pid -1)", int((~keep).sum()))
             feats = {k: v[keep] for k, v in feats.items()}
             pids, camids = pids[keep], camids[keep]
+            # queries stay first and a second collection finds no junk: the same result, and
+            # the evaluation holds one copy of the features, not two
+            self._keep_collected(feats, pids, camids)
         return feats, pids, camids, nq
+
+    def _keep_collected(self, feats, pids, camids):
+        """The collected features replace the per-batch lists (process() may still add)."""
+        self._features = {k: [v] for k, v in feats.items()}
+        self._pids, self._camids = [pids], [camids]
 
     def _require(self, feats, key):
         if key not in feats:

@@ -498,6 +498,7 @@ class PrunedEvaluation:
             values[r, c] = lo[r, c]
             need = open_pairs(lo, hi, values, positive, valid)
             r, c = np.nonzero(need)
+        self._parts16 = None                      # used here only: its memory can go
         values[r, c] = self._exact_qg(r, c)
         known |= need
         self.stats["qg_exact"] = int(known.sum())
