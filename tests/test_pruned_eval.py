@@ -80,8 +80,12 @@ def test_float16_pair_bounds_hold_and_are_tight(aligned):
     lo32, hi32 = dmli_pair_bounds(parts16, i, j, aligned, x_parts=x)
     assert (lo32 <= exact).all() and (exact <= hi32).all()
     assert np.median(hi32 - lo32) < 0.8 * np.median(hi - lo)
-    with pytest.raises(ValueError, match="x_parts must be the float32 parts"):
-        dmli_pair_bounds(parts16, i, j, aligned, x_parts=x[:5])
+    # float32 queries against float16 copies of other samples only (as the evaluation does)
+    lo_q, hi_q = dmli_pair_bounds(HalfParts(x[30:]), i[j >= 30], j[j >= 30] - 30, aligned,
+                                  x_parts=x)
+    assert (lo_q <= exact[j >= 30]).all() and (exact[j >= 30] <= hi_q).all()
+    with pytest.raises(ValueError, match="x_parts must be float32 parts"):
+        dmli_pair_bounds(parts16, i, j, aligned, x_parts=np.ascontiguousarray(x[:, :, :10]))
     plo, phi = dmli_bounds(PartProjection(x, 24), slice(0, 90), slice(0, 90), aligned)
     # float16's 11-bit significand: about 1/250 of the projection's width here (bfloat16's
     # 8 bits gave 1/30)

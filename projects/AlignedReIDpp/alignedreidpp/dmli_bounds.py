@@ -111,6 +111,14 @@ def _sq_norms_f64(rows, out):
         out[:] = np.einsum("ij,ij->i", wide, wide)
 
 
+def _part_norms_up(parts):
+    """(N, P) float32 upper bounds of the part norms of parts (N, P, C) float32 (their float32
+    sums of squares inflated by the worst-case rounding, square root rounded up)."""
+    grow = 1.0 + 2.0 * (parts.shape[2] + 2) * _UNIT_ROUNDOFF
+    sq = np.einsum("ipc,ipc->ip", parts, parts).astype(np.float64)
+    return _float32_up(np.sqrt(sq * grow))
+
+
 def _float32_up(values):
     """float64 -> float32, rounded up (never below the value)."""
     out = np.asarray(values, dtype=np.float32)
@@ -184,10 +192,10 @@ class HalfParts:
 
 def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None, x_parts=None):
     """(lo, hi) (T,) float32 bounds of the DMLI that the exact pair kernel gives the pairs
-    (i[t], j[t]) of the samples of ``parts16`` (HalfParts). ``x_parts``: the float32 parts
-    (N, P, C) the HalfParts were made from, read as they are for the i side (pairs sorted by i
-    keep that side in cache, so it costs no memory traffic, saves a third of the conversions
-    and makes that side's rounding error zero)."""
+    (i[t], j[t]) of the samples of ``parts16`` (HalfParts). ``x_parts``: float32 parts
+    (M, P, C) for the i side instead (i indexes them, j the HalfParts), read as they are:
+    pairs sorted by i keep that side in cache, so it costs no memory traffic, saves a third of
+    the conversions and has no rounding error."""
     _require_kernel()
     i = np.asarray(i, dtype=np.int64).ravel()
     j = np.asarray(j, dtype=np.int64).ravel()
@@ -196,18 +204,25 @@ def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None, x_parts=None
     if i.shape[0] == 0:
         return lo, hi
     b = parts16
-    if x_parts is None:
-        kernel, x_side = dmli_numba.pair_bounds_f16, (b.bits, b.scale, b.err, b.norm16)
-    else:
-        if x_parts.shape != b.bits.shape or x_parts.dtype != np.float32:
-            raise ValueError(f"x_parts must be the float32 parts {b.bits.shape} of the "
-                             f"HalfParts, got {x_parts.dtype} {x_parts.shape}")
+    if x_parts is not None:
+        if x_parts.ndim != 3 or x_parts.shape[1:] != b.bits.shape[1:] or \
+                x_parts.dtype != np.float32:
+            raise ValueError(f"x_parts must be float32 parts (M, {b.bits.shape[1]}, "
+                             f"{b.bits.shape[2]}) like the HalfParts', got {x_parts.dtype} "
+                             f"{x_parts.shape}")
         kernel = dmli_numba.pair_bounds_f32_f16
-        x_side = (x_parts, np.ones_like(b.scale), np.zeros_like(b.err), b.norm)
+        x_norm = _part_norms_up(x_parts)
+        x_side = (x_parts, np.ones(x_norm.shape, np.float32), np.zeros(x_norm.shape, np.float32),
+                  x_norm)
+        x_sq = np.einsum("imc,imc->im", x_parts, x_parts)   # as the exact kernel's
+        x_side = x_side + (x_sq, x_norm)
+    else:
+        kernel = dmli_numba.pair_bounds_f16
+        x_side = (b.bits, b.scale, b.err, b.norm16, b.sq_norm, b.norm)
 
     def call(a, c, lo_out, hi_out):
-        kernel(x_side[0], b.bits, x_side[1], b.scale, b.sq_norm, b.sq_norm, x_side[2], b.err,
-               b.norm, b.norm, x_side[3], b.norm16, b.gamma, a, c, bool(aligned), lo_out,
+        kernel(x_side[0], b.bits, x_side[1], b.scale, x_side[4], b.sq_norm, x_side[2], b.err,
+               x_side[5], b.norm, x_side[3], b.norm16, b.gamma, a, c, bool(aligned), lo_out,
                hi_out)
 
     run_pair_kernel(i, j, call, [lo, hi], num_threads)

@@ -457,17 +457,20 @@ class PrunedEvaluation:
         self._tick("bounds_qg", t)
         return lo, hi
 
-    def refined_bounds(self, i, j):
-        """(lo, hi) (T,) bounds of the total distance of the pairs (i, j) from the float16
-        parts (HalfParts, built on first use): about 2^-11 of the part norms wide."""
+    def refined_bounds(self, rows, cols):
+        """(lo, hi) (T,) bounds of the total distance of the query x gallery pairs (rows[t],
+        cols[t]) (gallery indices from 0): the float32 query parts against float16 copies of
+        the gallery parts (HalfParts of the gallery only, built on first use), about 2^-11 of
+        the part norms wide."""
         t = time.perf_counter()
         if self._parts16 is None:
-            self._parts16 = HalfParts(self.local)
-        lo, hi = dmli_pair_bounds(self._parts16, i, j, self.aligned,
-                                  x_parts=np.ascontiguousarray(self.local, dtype=np.float32))
+            self._parts16 = HalfParts(self.local[self.nq:])
+        lo, hi = dmli_pair_bounds(self._parts16, rows, cols, self.aligned,
+                                  x_parts=np.ascontiguousarray(self.local[:self.nq],
+                                                               dtype=np.float32))
         glob = None
         if self.glob is not None:
-            glob = pairwise_feature_distance(self.glob, i, j, self.metric)
+            glob = pairwise_feature_distance(self.glob, rows, cols + self.nq, self.metric)
         self._with_slack(lo, hi, glob)
         self._tick("refine", t)
         return lo, hi
@@ -492,7 +495,7 @@ class PrunedEvaluation:
         if r.size:
             # the second, tighter bounds (float16 parts) of the open pairs, then exact values
             # only where those still leave a result open
-            r_lo, r_hi = self.refined_bounds(r, c + nq)
+            r_lo, r_hi = self.refined_bounds(r, c)
             lo[r, c] = np.maximum(lo[r, c], r_lo)
             hi[r, c] = np.minimum(hi[r, c], r_hi)
             values[r, c] = lo[r, c]
