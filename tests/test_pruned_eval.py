@@ -201,9 +201,10 @@ def test_search_rounds_take_at_most_width_and_close_rows():
 
 
 def test_candidate_lists_match_the_thresholds_of_a_loop():
-    """Tiles of a symmetric matrix of bounds in any order: the final per-row lists hold, once
-    per row, exactly the partners with lo <= the row's k-th smallest upper bound or hi >= its
-    largest lower bound."""
+    """Tiles of a symmetric matrix of bounds in any order: the per-row segments hold, once per
+    row, every partner with lo <= the row's k-th smallest upper bound or hi >= its largest
+    lower bound (and maybe more: the tiles filter by running thresholds), and the two search
+    queues built from them hold exactly those."""
     rng = np.random.default_rng(9)
     n, k = 37, 4
     mid = rng.random((n, n)).astype(np.float32)
@@ -217,19 +218,30 @@ def test_candidate_lists_match_the_thresholds_of_a_loop():
         s, t = tiles[idx]
         e, u = min(s + 10, n), min(t + 10, n)
         cands.add(lo[s:e, t:u].copy(), hi[s:e, t:u].copy(), s, t, symmetric_tile=(s == t))
-    rows, partners, c_lo, c_hi = cands.final(n)
-    assert np.all(rows[1:] >= rows[:-1])
+    starts, partners, c_lo, c_hi = cands.segments(n)
+    rows = np.repeat(np.arange(n), np.diff(starts))
     got = set(zip(rows.tolist(), partners.tolist()))
     assert len(got) == rows.size                         # no pair twice in a row
+    np.testing.assert_array_equal(c_lo, lo[rows, partners])
+    np.testing.assert_array_equal(c_hi, hi[rows, partners])
     want = set()
     for r in range(n):
         kth = np.sort(hi[r])[k - 1]
         for q in range(n):
             if lo[r, q] <= kth or hi[r, q] >= lo[r].max():
                 want.add((r, q))
-    assert got == want
-    np.testing.assert_array_equal(c_lo, lo[rows, partners])
-    np.testing.assert_array_equal(c_hi, hi[rows, partners])
+    assert want <= got
+    total = rows.size
+    outs = [np.empty(n, np.int64), np.empty(total, np.int64), np.empty(total, np.float32),
+            np.empty(n, np.int64), np.empty(total, np.int64), np.empty(total, np.float32),
+            np.empty(n, np.int64)]
+    _build_queues(starts, partners, c_lo, c_hi, k, 0, n, *outs)
+    near_end, near_partner, _, max_end, max_partner, _, either = outs
+    queued = set()
+    for r in range(n):
+        queued |= {(r, int(q)) for q in near_partner[starts[r]:near_end[r]]}
+        queued |= {(r, int(q)) for q in max_partner[starts[r]:max_end[r]]}
+    assert queued == want and int(either.sum()) == len(want)
 
 
 def test_neighbour_search_with_known_pairs_asks_for_the_k_nearest_only():

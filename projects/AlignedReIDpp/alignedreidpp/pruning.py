@@ -72,23 +72,6 @@ def _scatter_rows(i, j, lo, hi, starts, partner, row_lo, row_hi):
             fill[b] += 1
 
 
-def _row_keep(starts, row_lo, row_hi, k, r0, r1, keep):
-    """keep = lower bound <= the row's k-th smallest upper bound, or upper bound >= the row's
-    largest lower bound, for the rows r0 .. r1 - 1."""
-    for r in range(r0, r1):
-        s, e = starts[r], starts[r + 1]
-        if e == s:
-            continue
-        kth = np.inf
-        if e - s >= k:
-            kth = np.partition(row_hi[s:e].copy(), k - 1)[k - 1]
-        max_lo = row_lo[s]
-        for p in range(s, e):
-            max_lo = max(max_lo, row_lo[p])
-        for p in range(s, e):
-            keep[p] = row_lo[p] <= kth or row_hi[p] >= max_lo
-
-
 def _build_queues(starts, partner, lo, hi, k, r0, r1, near_end, near_partner, near_key,
                   max_end, max_partner, max_key, either):
     """The two search queues of the rows r0 .. r1 - 1 from their candidate segments
@@ -169,7 +152,6 @@ _round_counts = numba.njit(nogil=True, cache=True)(_round_counts)
 _take_round = numba.njit(nogil=True, cache=True)(_take_round)
 _row_counts = numba.njit(nogil=True, cache=True)(_row_counts)
 _scatter_rows = numba.njit(nogil=True, cache=True)(_scatter_rows)
-_row_keep = numba.njit(nogil=True, cache=True)(_row_keep)
 
 
 def _row_tasks(starts, per_task=1 << 20):
@@ -301,18 +283,6 @@ class _Candidates:
         his = np.empty(total, dtype=np.float32)
         _scatter_rows(i, j, lo, hi, starts, partners, los, his)
         return starts, partners, los, his
-
-    def final(self, n):
-        """Per-row candidate lists, both orientations, in CSR order (rows ascending): (rows,
-        partners, lo, hi) of the pairs that remain with each row's thresholds over all its
-        tiles (lo <= the k-th smallest upper bound of the row, or hi >= the row's largest lower
-        bound), each pair once per row it belongs to."""
-        starts, partners, los, his = self.segments(n)
-        keep = np.zeros(int(starts[-1]), dtype=bool)
-        run_tasks(_row_tasks(starts),
-                  lambda a, b: _row_keep(starts, los, his, self.k, a, b, keep))
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
-        return rows[keep], partners[keep], los[keep], his[keep]
 
 
 def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=2,
