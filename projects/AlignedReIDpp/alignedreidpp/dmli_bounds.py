@@ -204,26 +204,26 @@ def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None, x_parts=None
     if i.shape[0] == 0:
         return lo, hi
     b = parts16
-    if x_parts is not None:
+    if x_parts is None:
+        kernel = dmli_numba.pair_bounds_f16
+        x_data, x_scale, x_sq, x_err, x_norm, x_norm16 = (b.bits, b.scale, b.sq_norm, b.err,
+                                                           b.norm, b.norm16)
+    else:
         if x_parts.ndim != 3 or x_parts.shape[1:] != b.bits.shape[1:] or \
                 x_parts.dtype != np.float32:
             raise ValueError(f"x_parts must be float32 parts (M, {b.bits.shape[1]}, "
                              f"{b.bits.shape[2]}) like the HalfParts', got {x_parts.dtype} "
                              f"{x_parts.shape}")
         kernel = dmli_numba.pair_bounds_f32_f16
-        x_norm = _part_norms_up(x_parts)
-        x_side = (x_parts, np.ones(x_norm.shape, np.float32), np.zeros(x_norm.shape, np.float32),
-                  x_norm)
+        x_data = x_parts
+        x_norm = x_norm16 = _part_norms_up(x_parts)      # read as they are: no rounding error
+        x_scale = np.ones(x_norm.shape, np.float32)
+        x_err = np.zeros(x_norm.shape, np.float32)
         x_sq = np.einsum("imc,imc->im", x_parts, x_parts)   # as the exact kernel's
-        x_side = x_side + (x_sq, x_norm)
-    else:
-        kernel = dmli_numba.pair_bounds_f16
-        x_side = (b.bits, b.scale, b.err, b.norm16, b.sq_norm, b.norm)
 
     def call(a, c, lo_out, hi_out):
-        kernel(x_side[0], b.bits, x_side[1], b.scale, x_side[4], b.sq_norm, x_side[2], b.err,
-               x_side[5], b.norm, x_side[3], b.norm16, b.gamma, a, c, bool(aligned), lo_out,
-               hi_out)
+        kernel(x_data, b.bits, x_scale, b.scale, x_sq, b.sq_norm, x_err, b.err, x_norm, b.norm,
+               x_norm16, b.norm16, b.gamma, a, c, bool(aligned), lo_out, hi_out)
 
     run_pair_kernel(i, j, call, [lo, hi], num_threads)
     m = b.bits.shape[1]
