@@ -131,7 +131,8 @@ def test_bound_tanh_sqrt_stays_within_its_allowance_of_the_exact_kernels():
     on a dense grid of x = sqrt(v) in [0, 12] (the clamp at 4.97 inside), at the extremes, and
     far above (saturated); the allowance is not far above the real error (a fit, not a guess)."""
     v = np.concatenate([np.linspace(0.0, 12.0, 2_000_001) ** 2,
-                        [-1e-6, -0.0, 1e-30, 1e-12, 1e-8, 80.0 ** 2, 1e30, np.inf]]).astype(np.float32)
+                        [-1e-6, -0.0, 1e-30, 1e-12, 1e-8, 80.0 ** 2, 1e30, np.inf]])
+    v = v.astype(np.float32)
     cheap, exact = np.empty_like(v), np.empty_like(v)
     dmli_numba.bound_tanh_sqrt(v, cheap)
     dmli_numba.tanh_sqrt(v, exact)

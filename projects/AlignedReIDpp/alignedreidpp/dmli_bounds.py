@@ -26,8 +26,8 @@ from fastreid_ms.utils.threads import default_num_threads, run_tasks
 from . import dmli_numba
 from .dmli import ThreadBuffers, _augment, _block_shape, part_major_order, run_pair_kernel
 
-__all__ = ["PartProjection", "HalfParts", "dmli_bounds", "dmli_pair_bounds", "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS",
-           "PATH_SLACK"]
+__all__ = ["PartProjection", "HalfParts", "dmli_bounds", "dmli_pair_bounds",
+           "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS", "PATH_SLACK"]
 
 # Allowance per path cell for the tanh approximation and the path sum's rounding (absolute).
 PATH_SLACK = 1e-5
