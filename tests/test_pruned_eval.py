@@ -87,8 +87,7 @@ def test_float16_pair_bounds_hold_and_are_tight(aligned):
     with pytest.raises(ValueError, match="x_parts must be float32 parts"):
         dmli_pair_bounds(parts16, i, j, aligned, x_parts=np.ascontiguousarray(x[:, :, :10]))
     plo, phi = dmli_bounds(PartProjection(x, 24), slice(0, 90), slice(0, 90), aligned)
-    # float16's 11-bit significand: about 1/250 of the projection's width here (bfloat16's
-    # 8 bits gave 1/30)
+    # float16's 11-bit significand: about 1/250 of the projection's width here (measured)
     assert np.median(hi - lo) < 0.01 * np.median((phi - plo)[i, j])
     with pytest.raises(ValueError, match="non-finite"):
         HalfParts(np.full((2, 8, 16), np.inf, np.float32))
