@@ -260,7 +260,8 @@ def test_neighbour_search_with_known_pairs_asks_for_the_k_nearest_only():
     cache(np.zeros(n - 1, np.int64), np.arange(1, n))         # row 0 fully known, as the
     first = (cache.keys // n, cache.keys % n, cache.vals)     # query x gallery pairs are
     taken = {}
-    lists = _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first, taken=taken)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    lists = _exact_neighbour_lists(n, k, starts, partners, lo, hi, cache, first, taken=taken)
     got = np.sort(lists.result()["dist"], axis=1)
     masked = d + np.diag(np.full(n, np.inf, np.float32))
     np.testing.assert_array_equal(got[:, :k], np.sort(masked, axis=1)[:, :k])

@@ -285,14 +285,14 @@ class _Candidates:
         return starts, partners, los, his
 
 
-def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step=2,
-                           taken=None, starts=None):
+def _exact_neighbour_lists(n, k, starts, partners, lo, hi, cache, first=None, step=2,
+                           taken=None):
     """NeighbourLists (k nearest, row maxima) of exact distances, computing as few as the
     bounds allow (branch and bound, in rounds over all rows at once): each row's candidates in
     increasing lower bound while that bound can still beat the row's current k-th exact
     distance (the first k at once), and in decreasing upper bound while it can still reach the
-    row's current exact maximum. Candidates: (rows, partners, lo, hi) with ``rows`` ascending,
-    or per-row segments ``starts`` (n+1,) of (partners, lo, hi) (``rows`` then unused); each
+    row's current exact maximum. Candidates: per-row segments, row r's at
+    [starts[r], starts[r+1]) of (partners, lo, hi) (as _Candidates.segments gives them); each
     row must hold every pair whose lower bound is at most its k-th smallest upper bound and
     every pair whose upper bound reaches its largest lower bound. ``first``: exact pairs
     (i, j, d) already known, added first. ``taken``: a dict that receives the candidates each
@@ -311,11 +311,6 @@ def _exact_neighbour_lists(n, k, rows, partners, lo, hi, cache, first=None, step
 
     if first is not None and first[0].size:
         add(*first)
-    if starts is None:
-        if rows.size > 1 and np.any(rows[1:] < rows[:-1]):
-            order = np.argsort(rows, kind="stable")
-            rows, partners, lo, hi = rows[order], partners[order], lo[order], hi[order]
-        starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
     starts = np.asarray(starts, dtype=np.int64)
     partners = np.ascontiguousarray(partners, dtype=np.int64)
     lo = np.ascontiguousarray(lo, dtype=np.float32)
@@ -505,8 +500,8 @@ class PrunedEvaluation:
         known = self.cache.keys
         first = (known // n, known % n, self.cache.vals)
         taken = {}
-        lists = _exact_neighbour_lists(n, min(k, n), None, partners, c_lo, c_hi, self.cache,
-                                       first, taken=taken, starts=starts)
+        lists = _exact_neighbour_lists(n, min(k, n), starts, partners, c_lo, c_hi, self.cache,
+                                       first, taken=taken)
         del partners, c_lo, c_hi
         self.stats["neighbour_candidates"] = taken["candidates"]
         self.stats["neighbour_exact"] = self.cache.computed - before
