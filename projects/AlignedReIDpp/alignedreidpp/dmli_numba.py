@@ -324,7 +324,8 @@ def _pair_bounds_half(dots, x16, y16, x_scale, y_scale, x_sq, y_sq, x_err, y_err
     x_sq / y_sq: the float32 squared part norms the exact kernel uses; x_err / y_err: norms
     of (part - a~), x_norm / y_norm: part norms, x_norm16 / y_norm16: norms of a~ (all
     (.., m) float32, rounded up); gamma: rounding allowance per unit of |a| |b| of a float32
-    dot product of C terms. Per cell, with g = scale_a scale_b times the float32 dot product of the float16 parts,
+    dot product of C terms. Per cell, with g = scale_a scale_b times the float32 dot product
+    of the float16 parts,
         |<a, b> - g| <= e_a |b| + |a~| e_b + gamma (|a| |b| + |a~| |b~|) =: D,
     so the exact kernel's cell ||a - b||^2 / 4 = (sq_a + sq_b - 2 <a, b>) / 4 lies within
     (sq_a + sq_b - 2 g -/+ 2 D') / 4 with D' = D + gamma (sq_a + sq_b) for the few additions of
