@@ -1,6 +1,7 @@
 """ReidEvaluator, inference_on_dataset and results_table (the AlignedReID++ evaluator is in
 test_dmli_eval.py)."""
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -152,6 +153,55 @@ def test_evaluator_keeps_one_copy_of_the_features_and_evaluates_again():
                         np.concatenate([cams, cams[nq:nq + 4]]))
     assert_metrics_equal(more, reference_metrics(reference_distance(f[:nq], f[nq:], "euclidean"),
                                                  p, c, nq), abs_tol=1e-9)
+
+
+def test_freed_batches_leave_the_resident_memory():
+    """Batch-sized arrays freed in the middle of the heap (small ones behind them) no longer
+    count in the process's resident size after release_freed_memory (glibc's malloc_trim)."""
+    import platform
+    from fastreid_ms.utils.memory import release_freed_memory
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        assert release_freed_memory() in (True, False)
+        return
+
+    def resident_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+    first = np.ones(16 << 20, np.uint8)        # freeing it raises glibc's mmap threshold,
+    del first                                  # so the batches below come from the heap
+    before = resident_mb()
+    batches, pins = [], []
+    for _ in range(48):
+        batches.append(np.ones(4 << 20, np.uint8))
+        pins.append(np.ones(1000, np.uint8))   # small blocks after each: no trim at the top
+    assert resident_mb() - before > 150
+    del batches
+    assert release_freed_memory() is True
+    assert resident_mb() - before < 60
+
+
+def test_collection_copies_kept_rows_batch_by_batch_and_releases_each_batch():
+    """The gathered rows equal the concatenation with junk left out; every batch entry is
+    dropped once copied; batches of different per-sample shapes are refused by name."""
+    from fastreid_ms.evaluation.reid_evaluation import _gather_rows
+    rng = np.random.default_rng(3)
+    batches = [rng.standard_normal((b, 2, 3)).astype(np.float32) for b in (4, 1, 5, 3)]
+    keep = rng.random(13) < 0.6
+    keep[:4] = [True, False, True, True]
+    want = np.concatenate(batches)[keep]
+    got = _gather_rows(batches, keep)
+    np.testing.assert_array_equal(got, want)
+    assert batches == [None] * 4
+    single = [want]
+    assert _gather_rows(single, np.ones(len(want), bool)) is want
+    feats, pids, cams, nq = make_set()
+    ev = build_evaluator(plain_cfg(), nq)
+    ev.reset()
+    ev.process({"global": feats[:5]}, pids[:5], cams[:5])
+    ev.process({"global": feats[5:, :-1]}, pids[5:], cams[5:])
+    with pytest.raises(ValueError, match="'global' came in batches of different shapes"):
+        ev.evaluate()
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])

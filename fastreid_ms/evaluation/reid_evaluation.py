@@ -11,6 +11,7 @@ try:
 except ImportError:  # pragma: no cover - the numpy path remains
     numba = None
 
+from fastreid_ms.utils.memory import release_freed_memory
 from fastreid_ms.utils.threads import run_tasks
 
 from .build import EVALUATOR_REGISTRY
@@ -97,6 +98,30 @@ def average_query_expansion(feats, num_query, qe_times=1, qe_k=5, alpha=3.0, blo
     return all_feat[:num_query], all_feat[num_query:]
 
 
+def _gather_rows(batches, keep, release_every=1 << 28):
+    """The rows ``keep`` (bool, (sum of batch rows,)) of the batches (a list of (B, ...)
+    arrays) stacked into one array; each list entry is set to None once copied, and the
+    memory of every ``release_every`` bytes of batches goes back to the system as the copy
+    grows (release_freed_memory), so that the two never add up. A single batch with every row
+    kept is returned as it is."""
+    if len(batches) == 1 and keep.all():
+        return batches[0]
+    out = np.empty((int(keep.sum()),) + batches[0].shape[1:], dtype=batches[0].dtype)
+    src = dst = released = 0
+    for t, batch in enumerate(batches):
+        rows = keep[src:src + batch.shape[0]]
+        taken = int(rows.sum())
+        out[dst:dst + taken] = batch if taken == batch.shape[0] else batch[rows]
+        src += batch.shape[0]
+        dst += taken
+        released += batch.nbytes
+        batches[t] = batch = None
+        if released >= release_every:
+            release_freed_memory()
+            released = 0
+    return out
+
+
 @EVALUATOR_REGISTRY.register()
 class ReidEvaluator:
     """Re-ID evaluation of the "global" feature (features dict key).
@@ -139,18 +164,24 @@ class ReidEvaluator:
         self._camids.append(np.asarray(_to_numpy(camids)).reshape(-1).astype(np.int64))
 
     def _collect(self):
+        """(features dict of (N, ...) float32, pids (N,), camids (N,), num_query), junk gallery
+        samples left out. Each feature is copied batch by batch into one array and each batch
+        is released once copied, so collecting never holds much more than one copy."""
         if not self._pids:
             raise RuntimeError("ReidEvaluator.evaluate() called before any process(): no "
                                "features were collected (is the test loader empty?)")
-        feats = {k: np.concatenate(v, axis=0) for k, v in self._features.items()}
         pids = np.concatenate(self._pids)
         camids = np.concatenate(self._camids)
-        self._keep_collected(feats, pids, camids)   # the batches' copies can go
         n = pids.shape[0]
-        for key, value in feats.items():
-            if value.shape[0] != n:
-                raise ValueError(f"Feature '{key}' has {value.shape[0]} rows but {n} pids were "
-                                 "given; process() must receive one row per sample")
+        for key, batches in self._features.items():
+            rows = sum(b.shape[0] for b in batches)
+            if rows != n:
+                raise ValueError(f"Feature '{key}' has {rows} rows but {n} pids were given; "
+                                 "process() must receive one row per sample")
+            shapes = {b.shape[1:] for b in batches}
+            if len(shapes) > 1:
+                raise ValueError(f"Feature '{key}' came in batches of different shapes per "
+                                 f"sample {sorted(shapes)}; every batch must give the same")
         nq = self._num_query
         if not 0 < nq < n:
             raise ValueError(f"num_query={nq} but {n} samples were collected: the test set must "
@@ -159,11 +190,11 @@ class ReidEvaluator:
         keep[nq:] = pids[nq:] != -1           # junk gallery samples take no part at all
         if not keep.all():
             logger.info("Leaving out %d junk gallery samples (pid -1)", int((~keep).sum()))
-            feats = {k: v[keep] for k, v in feats.items()}
-            pids, camids = pids[keep], camids[keep]
-            # queries stay first and a second collection finds no junk: the same result, and
-            # the evaluation holds one copy of the features, not two
-            self._keep_collected(feats, pids, camids)
+        feats = {k: _gather_rows(v, keep) for k, v in self._features.items()}
+        pids, camids = pids[keep], camids[keep]
+        # queries stay first and a second collection finds no junk: the same result
+        self._keep_collected(feats, pids, camids)
+        release_freed_memory()                # what the batches held, not kept by the heap
         return feats, pids, camids, nq
 
     def _keep_collected(self, feats, pids, camids):
