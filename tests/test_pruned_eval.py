@@ -15,7 +15,8 @@ from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
 from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (HalfParts, PartProjection,
                                                               auto_rank, dmli_bounds,
                                                               dmli_pair_bounds, PATH_SLACK)
-from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, _build_queues,
+from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, PrunedEvaluation,
+                                                          _build_queues,
                                                           _Candidates, _exact_neighbour_lists,
                                                           _round_counts, _take_round)
 
@@ -95,6 +96,25 @@ def test_float16_pair_bounds_hold_and_are_tight(aligned):
         HalfParts(np.full((2, 8, 16), 1e30, np.float32))
 
 
+def test_float16_bounds_in_gallery_blocks_equal_one_block():
+    """PrunedEvaluation.refined_bounds makes the float16 copies for blocks of gallery samples:
+    blocks of 7 samples (pairs unsorted, some blocks without pairs) give the very bounds of one
+    block, and they hold for the exact DMLI."""
+    rng = np.random.default_rng(21)
+    nq, ng = 9, 40
+    local = _parts(rng, nq + ng, 24)
+    run = PrunedEvaluation(None, local, nq, np.arange(nq + ng), np.zeros(nq + ng, np.int64),
+                           None, rank=4)
+    rows = rng.integers(0, nq, 300)
+    cols = np.concatenate([rng.integers(0, 14, 150), rng.integers(28, ng, 150)])
+    one = run.refined_bounds(rows, cols)
+    blocks = run.refined_bounds(rows, cols, half_bytes=7 * local.shape[1] * local.shape[2] * 2)
+    np.testing.assert_array_equal(blocks[0], one[0])
+    np.testing.assert_array_equal(blocks[1], one[1])
+    exact = dmli_pairs(local, local, rows, cols + nq)
+    assert np.all(one[0] <= exact) and np.all(exact <= one[1])
+
+
 def test_projection_residual_and_energy():
     rng = np.random.default_rng(0)
     x = _parts(rng, 50, 600)                             # > 512 channels: randomised basis
@@ -158,11 +178,11 @@ def test_search_queues_match_a_loop():
     hi[90:100] = hi[100:110]
     partners = rng.integers(0, n, 500)
     starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int64)
-    outs = [np.full(n, -1, np.int64), np.zeros(500, np.int64), np.zeros(500, np.float32),
-            np.full(n, -1, np.int64), np.zeros(500, np.int64), np.zeros(500, np.float32),
-            np.full(n, -1, np.int64)]
-    _build_queues(starts, partners, lo, hi, k, 0, n, *outs)
-    near_end, near_partner, near_key, max_end, max_partner, max_key, either = outs
+    near_end, max_end, either = (np.full(n, -1, np.int64) for _ in range(3))
+    max_partner = np.zeros(500, np.int64)
+    near_partner, near_key, max_key = partners.copy(), lo.copy(), hi.copy()   # built in place
+    _build_queues(starts, near_partner, near_key, max_key, k, 0, n, near_end, max_end,
+                  max_partner, either)
     for r in range(n):
         s, e = starts[r], starts[r + 1]
         seg_lo, seg_hi, seg_p = lo[s:e], hi[s:e], partners[s:e]
@@ -230,15 +250,13 @@ def test_candidate_lists_match_the_thresholds_of_a_loop():
             if lo[r, q] <= kth or hi[r, q] >= lo[r].max():
                 want.add((r, q))
     assert want <= got
-    total = rows.size
-    outs = [np.empty(n, np.int64), np.empty(total, np.int64), np.empty(total, np.float32),
-            np.empty(n, np.int64), np.empty(total, np.int64), np.empty(total, np.float32),
-            np.empty(n, np.int64)]
-    _build_queues(starts, partners, c_lo, c_hi, k, 0, n, *outs)
-    near_end, near_partner, _, max_end, max_partner, _, either = outs
+    assert partners.dtype == np.int32
+    near_end, max_end, either = (np.empty(n, np.int64) for _ in range(3))
+    max_partner = np.empty_like(partners)
+    _build_queues(starts, partners, c_lo, c_hi, k, 0, n, near_end, max_end, max_partner, either)
     queued = set()
     for r in range(n):
-        queued |= {(r, int(q)) for q in near_partner[starts[r]:near_end[r]]}
+        queued |= {(r, int(q)) for q in partners[starts[r]:near_end[r]]}
         queued |= {(r, int(q)) for q in max_partner[starts[r]:max_end[r]]}
     assert queued == want and int(either.sum()) == len(want)
 

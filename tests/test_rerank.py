@@ -76,6 +76,36 @@ def test_neighbour_core_with_small_blocks_and_lookup():
     assert sum(calls) > 0          # some expanded-set pairs were outside the stored lists
 
 
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_neighbour_core_writes_into_the_arrays_it_reads(kernel, monkeypatch):
+    """out= given the very arrays the callables read (several outputs, small query blocks):
+    the same values as fresh outputs; a wrong out is refused."""
+    monkeypatch.setenv("FASTREID_RERANK_KERNEL", kernel)
+    rng = np.random.default_rng(12)
+    feats, _ = clustered_features(rng, num_ids=10, per_id=5)
+    nq = 12
+    full = compute_distance_symmetric(feats)
+    top, extra = scan_neighbours(lambda s, e: full[s:e], full.shape[0], 7, keep_dist=True)
+    lookup = PairLookup(top, extra["dist"], lambda i, j: full[i, j])
+    a = np.ascontiguousarray(full[:nq, nq:])
+    b = (a * np.float32(1.5)).astype(np.float32)
+
+    def run(out=None):
+        return re_ranking_neighbours(top, extra["row_max"], nq, lookup,
+                                     [lambda s, e: a[s:e], lambda s, e: b[s:e]], k1=6, k2=3,
+                                     lambda_value=0.3, out=out)
+
+    fresh = run()
+    import fastreid_ms.evaluation.rerank as rerank_module
+    monkeypatch.setattr(rerank_module, "_BLOCK_ELEMENTS", 3 * a.shape[1])   # blocks of 1 row
+    got = run(out=[a, b])
+    assert got[0] is a and got[1] is b
+    np.testing.assert_array_equal(a, fresh[0])
+    np.testing.assert_array_equal(b, fresh[1])
+    with pytest.raises(ValueError, match="out must hold 2"):
+        run(out=[a])
+
+
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="q_q_dist"):
         re_ranking(np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((3, 3)))

@@ -249,7 +249,7 @@ _blend_jit = numba.njit(nogil=True, cache=True)(_blend_rows) if numba is not Non
 
 
 def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20, k2=6,
-                          lambda_value=0.3, block_rows=None, kernel=None):
+                          lambda_value=0.3, block_rows=None, kernel=None, out=None):
     """Re-ranked (num_query, num_gallery) float32 distances from neighbour lists.
 
     top: (n, K) nearest samples of each of the n = num_query + num_gallery samples (queries
@@ -260,7 +260,10 @@ def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20,
         of such callables, each blended with the same Jaccard distances (for instance lower and
         upper bounds of the distance): then a list of outputs, one per callable;
     kernel: "numba" (compiled Jaccard + blend, query blocks in threads), "numpy" or None
-    (rerank_kernel(): FASTREID_RERANK_KERNEL, else numba where it imports).
+    (rerank_kernel(): FASTREID_RERANK_KERNEL, else numba where it imports);
+    out: None, or one (num_query, num_gallery) float32 C-contiguous array per output to write
+        it into (returned); it may be an array that query_dist reads: each block of query rows
+        is read before it is written.
     """
     n = top.shape[0]
     _check_params(k1, k2, lambda_value, n)
@@ -289,7 +292,15 @@ def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20,
     lam = np.float32(lambda_value)
     several = isinstance(query_dist, (list, tuple))
     dists = list(query_dist) if several else [query_dist]
-    out = np.empty((len(dists), num_query, num_gallery), dtype=np.float32)
+    if out is None:
+        outputs = list(np.empty((len(dists), num_query, num_gallery), dtype=np.float32))
+    else:
+        outputs = list(out)
+        if len(outputs) != len(dists) or any(
+                o.shape != (num_query, num_gallery) or o.dtype != np.float32
+                or not o.flags.c_contiguous for o in outputs):
+            raise ValueError(f"re_ranking_neighbours: out must hold {len(dists)} C-contiguous "
+                             f"float32 arrays of shape {(num_query, num_gallery)}")
     qb = max(1, _BLOCK_ELEMENTS // max(num_gallery * len(dists), 1))
     compiled = rerank_kernel(kernel) == "numba"
 
@@ -298,14 +309,17 @@ def re_ranking_neighbours(top, row_max, num_query, pair_dist, query_dist, k1=20,
         original = np.stack([np.asarray(fn(s, e), dtype=np.float32) for fn in dists])
         if compiled:
             vb = vq[s:e]
+            blended = np.empty_like(original)
             _blend_jit(vb.indptr, vb.indices, vb.data, vg_csc.indptr, vg_csc.indices,
-                       vg_csc.data, original, row_max[s:e], float(lambda_value), out[:, s:e])
-            return
-        inter = _jaccard_block(vq[s:e], vg_csc, num_gallery)
-        jaccard = (1.0 - inter / (2.0 - inter)) * (1.0 - lambda_value)
-        out[:, s:e] = (jaccard.astype(np.float32)[None]
+                       vg_csc.data, original, row_max[s:e], float(lambda_value), blended)
+        else:
+            inter = _jaccard_block(vq[s:e], vg_csc, num_gallery)
+            jaccard = (1.0 - inter / (2.0 - inter)) * (1.0 - lambda_value)
+            blended = (jaccard.astype(np.float32)[None]
                        + original / row_max[None, s:e, None] * lam)
+        for target, block in zip(outputs, blended):
+            target[s:e] = block
 
     # The query_dist callback may not be thread-safe in general; ours are array views.
     run_tasks([(s,) for s in range(0, num_query, qb)], work, None if compiled else 1)
-    return list(out) if several else out[0]
+    return outputs if several else outputs[0]

@@ -48,19 +48,18 @@ def total_slack(values):
     return np.float32(1e-5) * (np.float32(1.0) + np.abs(values))
 
 
-def _row_counts(i, j, n):
-    """Entries per row of the pairs (i, j) listed in both orientations (i == j once)."""
-    counts = np.zeros(n, dtype=np.int64)
+def _row_counts(i, j, counts):
+    """Adds to counts[r] the entries per row of the pairs (i, j) listed in both orientations
+    (i == j once)."""
     for t in range(i.shape[0]):
         counts[i[t]] += 1
         if j[t] != i[t]:
             counts[j[t]] += 1
-    return counts
 
 
-def _scatter_rows(i, j, lo, hi, starts, partner, row_lo, row_hi):
-    """Counting sort of the pairs by row, both orientations, into the segments ``starts``."""
-    fill = starts[:-1].copy()
+def _scatter_rows(i, j, lo, hi, fill, partner, row_lo, row_hi):
+    """Counting sort of the pairs by row, both orientations: row r's next entry goes to
+    fill[r] (advanced)."""
     for t in range(i.shape[0]):
         a, b = i[t], j[t]
         p = fill[a]
@@ -72,14 +71,14 @@ def _scatter_rows(i, j, lo, hi, starts, partner, row_lo, row_hi):
             fill[b] += 1
 
 
-def _build_queues(starts, partner, lo, hi, k, r0, r1, near_end, near_partner, near_key,
-                  max_end, max_partner, max_key, either):
-    """The two search queues of the rows r0 .. r1 - 1 from their candidate segments
-    [starts[r], starts[r+1]) of (partner, lo, hi): at the front of each segment,
-    near_* the candidates with lo <= the row's k-th smallest upper bound, by lo ascending
-    (key lo), and max_* those with hi >= the row's largest lower bound, by hi descending
-    (key -hi); both stable. near_end / max_end[r]: where each row's queue ends; either[r]: the
-    candidates in at least one queue."""
+def _build_queues(starts, partner, lo, hi, k, r0, r1, near_end, max_end, max_partner, either):
+    """The two search queues of the rows r0 .. r1 - 1, built in place from their candidate
+    segments [starts[r], starts[r+1]) of (partner, lo, hi). At the front of each segment:
+    the candidates with lo <= the row's k-th smallest upper bound, by lo ascending, go to
+    (partner, lo) (the nearest-k queue, key lo), and those with hi >= the row's largest lower
+    bound, by hi descending, to (max_partner, hi) (the row-maximum queue, key -hi); both
+    stable. What lies behind each queue's end is left over. near_end / max_end[r]: where
+    each row's queue ends; either[r]: the candidates in at least one queue."""
     for r in range(r0, r1):
         s, e = starts[r], starts[r + 1]
         near_end[r] = s
@@ -87,7 +86,7 @@ def _build_queues(starts, partner, lo, hi, k, r0, r1, near_end, near_partner, ne
         either[r] = 0
         if e == s:
             continue
-        seg_lo, seg_hi = lo[s:e], hi[s:e]
+        seg_partner, seg_lo, seg_hi = partner[s:e].copy(), lo[s:e].copy(), hi[s:e].copy()
         kth = np.inf
         if e - s >= k:
             kth = np.partition(seg_hi.copy(), k - 1)[k - 1]
@@ -98,16 +97,16 @@ def _build_queues(starts, partner, lo, hi, k, r0, r1, near_end, near_partner, ne
         order = np.argsort(seg_lo[near], kind="mergesort")
         for t in range(near.shape[0]):
             q = near[order[t]]
-            near_partner[s + t] = partner[s + q]
-            near_key[s + t] = seg_lo[q]
+            partner[s + t] = seg_partner[q]
+            lo[s + t] = seg_lo[q]
         near_end[r] = s + near.shape[0]
         far = np.nonzero(seg_hi >= max_lo)[0]
         neg = -seg_hi[far]
         order = np.argsort(neg, kind="mergesort")
         for t in range(far.shape[0]):
             q = far[order[t]]
-            max_partner[s + t] = partner[s + q]
-            max_key[s + t] = neg[order[t]]
+            max_partner[s + t] = seg_partner[q]
+            hi[s + t] = neg[order[t]]
         max_end[r] = s + far.shape[0]
         count = 0
         for p in range(e - s):
@@ -152,6 +151,11 @@ _round_counts = numba.njit(nogil=True, cache=True)(_round_counts)
 _take_round = numba.njit(nogil=True, cache=True)(_take_round)
 _row_counts = numba.njit(nogil=True, cache=True)(_row_counts)
 _scatter_rows = numba.njit(nogil=True, cache=True)(_scatter_rows)
+
+
+def _index_type(n):
+    """The narrowest of int32 / int64 that holds the sample indices 0 .. n - 1."""
+    return np.int32 if n < 2 ** 31 else np.int64
 
 
 def _row_tasks(starts, per_task=1 << 20):
@@ -264,24 +268,29 @@ class _Candidates:
         if symmetric_tile:
             keep = np.triu(keep)
         r, c = np.nonzero(keep)
-        self.parts.append((r + row_start, c + col_start, lo[r, c], hi[r, c]))
+        index = _index_type(self.n)
+        self.parts.append(((r + row_start).astype(index), (c + col_start).astype(index),
+                           lo[r, c], hi[r, c]))
 
     def segments(self, n):
         """Every pair the tiles kept, in per-row segments, both orientations: (starts (n+1,),
-        partners, lo, hi), row r's entries at [starts[r], starts[r+1]). Every tile of the upper
-        triangle is added once, so no pair comes twice in a row."""
-        i = np.concatenate([p[0] for p in self.parts]).astype(np.int64, copy=False)
-        j = np.concatenate([p[1] for p in self.parts]).astype(np.int64, copy=False)
-        lo = np.concatenate([p[2] for p in self.parts]).astype(np.float32, copy=False)
-        hi = np.concatenate([p[3] for p in self.parts]).astype(np.float32, copy=False)
-        self.parts = []
-        counts = _row_counts(i, j, n)
+        partners, lo, hi), row r's entries at [starts[r], starts[r+1]); partners are int32
+        (int64 from 2^31 samples). Every tile of the upper triangle is added once, so no pair
+        comes twice in a row. The tiles are released as they are sorted in."""
+        counts = np.zeros(n, dtype=np.int64)
+        for i, j, _, _ in self.parts:
+            _row_counts(i, j, counts)
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         total = int(starts[-1])
-        partners = np.empty(total, dtype=np.int64)
+        partners = np.empty(total, dtype=_index_type(n))
         los = np.empty(total, dtype=np.float32)
         his = np.empty(total, dtype=np.float32)
-        _scatter_rows(i, j, lo, hi, starts, partners, los, his)
+        fill = starts[:-1].copy()
+        for t in range(len(self.parts)):
+            i, j, lo, hi = self.parts[t]
+            self.parts[t] = None
+            _scatter_rows(i, j, lo, hi, fill, partners, los, his)
+        self.parts = []
         return starts, partners, los, his
 
 
@@ -292,7 +301,8 @@ def _exact_neighbour_lists(n, k, starts, partners, lo, hi, cache, first=None, st
     increasing lower bound while that bound can still beat the row's current k-th exact
     distance (the first k at once), and in decreasing upper bound while it can still reach the
     row's current exact maximum. Candidates: per-row segments, row r's at
-    [starts[r], starts[r+1]) of (partners, lo, hi) (as _Candidates.segments gives them); each
+    [starts[r], starts[r+1]) of (partners, lo, hi) (as _Candidates.segments gives them;
+    overwritten by the search queues when the arrays are contiguous of those types); each
     row must hold every pair whose lower bound is at most its k-th smallest upper bound and
     every pair whose upper bound reaches its largest lower bound. ``first``: exact pairs
     (i, j, d) already known, added first. ``taken``: a dict that receives the candidates each
@@ -312,23 +322,21 @@ def _exact_neighbour_lists(n, k, starts, partners, lo, hi, cache, first=None, st
     if first is not None and first[0].size:
         add(*first)
     starts = np.asarray(starts, dtype=np.int64)
-    partners = np.ascontiguousarray(partners, dtype=np.int64)
+    partners = np.ascontiguousarray(partners)
     lo = np.ascontiguousarray(lo, dtype=np.float32)
     hi = np.ascontiguousarray(hi, dtype=np.float32)
     # Each queue: per row, the candidates that can matter to its search, sorted by the bound it
     # searches by (nearest: lower bound ascending; maximum: upper bound descending, key -hi),
-    # and a cursor past those already taken or ruled out.
-    total = int(starts[-1])
+    # and a cursor past those already taken or ruled out. The nearest-k queue is built in
+    # (partners, lo), the row-maximum queue's keys in hi: no second copy of the candidates.
     near_end, max_end, either = (np.empty(n, np.int64) for _ in range(3))
-    near_partner, max_partner = np.empty(total, np.int64), np.empty(total, np.int64)
-    near_key, max_key = np.empty(total, np.float32), np.empty(total, np.float32)
+    max_partner = np.empty_like(partners)
     run_tasks(_row_tasks(starts),
-              lambda a, b: _build_queues(starts, partners, lo, hi, k, a, b, near_end,
-                                         near_partner, near_key, max_end, max_partner, max_key,
-                                         either))
+              lambda a, b: _build_queues(starts, partners, lo, hi, k, a, b, near_end, max_end,
+                                         max_partner, either))
     taken["candidates"] += int(either.sum())
-    queues = [("nearest", starts[:-1].copy(), near_end, near_key, near_partner),
-              ("maximum", starts[:-1].copy(), max_end, max_key, max_partner)]
+    queues = [("nearest", starts[:-1].copy(), near_end, lo, partners),
+              ("maximum", starts[:-1].copy(), max_end, hi, max_partner)]
     counts = np.empty(n, dtype=np.int64)
     first_round = True
     while True:
@@ -381,7 +389,6 @@ class PrunedEvaluation:
         self.timings = {}
         self.stats = {}
         self._proj = None
-        self._parts16 = None
 
     def _tick(self, name, start):
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
@@ -422,17 +429,32 @@ class PrunedEvaluation:
         self._tick("bounds_qg", t)
         return lo, hi
 
-    def refined_bounds(self, rows, cols):
+    def refined_bounds(self, rows, cols, half_bytes=1 << 28):
         """(lo, hi) (T,) bounds of the total distance of the query x gallery pairs (rows[t],
         cols[t]) (gallery indices from 0): the float32 query parts against float16 copies of
-        the gallery parts (HalfParts of the gallery only, built on first use), about 2^-11 of
-        the part norms wide."""
+        the gallery parts (HalfParts, about 2^-11 of the part norms wide). The copies are made
+        for blocks of gallery samples of about ``half_bytes`` each, one block at a time."""
         t = time.perf_counter()
-        if self._parts16 is None:
-            self._parts16 = HalfParts(self.local[self.nq:])
-        lo, hi = dmli_pair_bounds(self._parts16, rows, cols, self.aligned,
-                                  x_parts=np.ascontiguousarray(self.local[:self.nq],
-                                                               dtype=np.float32))
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        lo = np.empty(rows.shape[0], dtype=np.float32)
+        hi = np.empty(rows.shape[0], dtype=np.float32)
+        queries = np.ascontiguousarray(self.local[:self.nq], dtype=np.float32)
+        per_sample = self.local.shape[1] * self.local.shape[2] * 2
+        width = max(1, int(half_bytes) // per_sample)
+        block = cols // width
+        order = np.argsort(block, kind="stable")         # by block, each still by query
+        ends = np.cumsum(np.bincount(block, minlength=int(block.max(initial=0)) + 1))
+        start = 0
+        for b, end in enumerate(ends):
+            if end > start:
+                sel = order[start:end]
+                g0 = self.nq + b * width
+                parts16 = HalfParts(self.local[g0:g0 + width])
+                lo[sel], hi[sel] = dmli_pair_bounds(parts16, rows[sel], cols[sel] - b * width,
+                                                    self.aligned, x_parts=queries)
+                del parts16
+            start = end
         glob = None
         if self.glob is not None:
             glob = pairwise_feature_distance(self.glob, rows, cols + self.nq, self.metric)
@@ -466,7 +488,6 @@ class PrunedEvaluation:
             values[r, c] = lo[r, c]
             need = open_pairs(lo, hi, values, positive, valid)
             r, c = np.nonzero(need)
-        self._parts16 = None                      # used here only: its memory can go
         values[r, c] = self._exact_qg(r, c)
         known |= need
         self.stats["qg_exact"] = int(known.sum())
@@ -494,15 +515,17 @@ class PrunedEvaluation:
 
             dmli_bounds_symmetric_blocks(proj, slice(start, stop), consume, self.aligned)
             self._tick(name, t)
+        del proj
+        self._proj = None                   # every bound is computed: its memory can go
         t = time.perf_counter()
-        starts, partners, c_lo, c_hi = cands.segments(n)
         before = self.cache.computed
         known = self.cache.keys
         first = (known // n, known % n, self.cache.vals)
+        del known
         taken = {}
-        lists = _exact_neighbour_lists(n, min(k, n), starts, partners, c_lo, c_hi, self.cache,
-                                       first, taken=taken)
-        del partners, c_lo, c_hi
+        # the segments are handed over without a reference here: the search overwrites them
+        lists = _exact_neighbour_lists(n, min(k, n), *cands.segments(n), self.cache, first,
+                                       taken=taken)
         self.stats["neighbour_candidates"] = taken["candidates"]
         self.stats["neighbour_exact"] = self.cache.computed - before
         self.stats["neighbour_asked_nearest"] = taken["nearest"]
@@ -524,19 +547,20 @@ class PrunedEvaluation:
             nb = lists.result()
             lookup = PairLookup(nb["top"], nb["dist"], self.cache)
 
-            def blend(matrices):
+            def blend(matrices, out=None):
                 return re_ranking_neighbours(nb["top"], nb["row_max"], self.nq, lookup,
                                              [(lambda s, e, m=m: m[s:e]) for m in matrices],
-                                             k1=k1, k2=k2, lambda_value=lam)
+                                             k1=k1, k2=k2, lambda_value=lam, out=out)
 
-            f_lo, f_hi, f_val = blend([lo, hi, values])
+            # the bounds are not needed after their blend: it is written over them
+            f_lo, f_hi, f_val = blend([lo, hi, values], out=[lo, hi, np.empty_like(values)])
             need = open_pairs(f_lo, f_hi, f_val, positive, valid) & ~known
-            del f_lo, f_hi
+            del f_lo, f_hi, lo, hi
             r, c = np.nonzero(need)
             self.stats["rk_extra_exact"] = int(r.size)
             if r.size:
                 values[r, c] = self._exact_qg(r, c)
-                f_val = blend([values])[0]
+                f_val = blend([values], out=[f_val])[0]
             self._tick("rerank_core", t)
             results.update(rank_fn(f_val, "RK "))
         nq, ng = self.nq, self.n - self.nq
