@@ -10,9 +10,11 @@ model. Some gallery samples are distractors (pid 0) and junk (pid -1; the seed's
 drops junk, so the seed pipeline gets the gallery without it).
 
 Every pipeline runs in its own subprocess, so that its peak memory (RSS high-water mark) is
-clean; stage times come from the evaluator. Our pipelines first run once on 200 queries x 1,200
-gallery samples, untimed, so that the numba kernels' compilation (on their first use after a
-change, or in a fresh clone) is not counted. Examples::
+clean; stage times come from the evaluator. Our pipelines receive the features in batches of
+128 read from disk, as from a test loader (the seed pipeline gets them as whole arrays). Our
+pipelines first run once on 200 queries x 1,200 gallery samples, untimed, so that the numba
+kernels' compilation (on their first use after a change, or in a fresh clone) is not counted.
+Examples::
 
     python tools/benchmark_eval.py --scale 0.2              # quick: about a minute
     python tools/benchmark_eval.py                          # full Market-1501 size, seed included
@@ -181,6 +183,22 @@ def _load(data_dir, dim):
     return feats, pids, camids, meta["num_query"]
 
 
+def _npy_batches(path, batch):
+    """The rows of a .npy file in (B, ...) arrays read one batch at a time, as a test loader
+    delivers a model's features: the whole array is never held besides the evaluator's copy."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
+        if fortran:
+            raise ValueError(f"{path}: a Fortran-ordered array; save it C-ordered")
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        for s in range(0, shape[0], batch):
+            rows = min(batch, shape[0] - s)
+            yield np.fromfile(f, dtype=dtype, count=rows * per_row).reshape((rows,) + shape[1:])
+
+
 def run_seed(data_dir, dim):
     from tools.seed_eval_reference import (seed_eval_market1501, seed_global_distance,
                                            seed_local_distance, seed_normalize, seed_re_ranking)
@@ -227,7 +245,7 @@ def run_seed(data_dir, dim):
     return {"times": times, "total": total, "metrics": metrics, "base_rss_mb": base}
 
 
-def _warm_up(cfg, feats, pids, camids, nq, queries=200, gallery=1200):
+def _warm_up(cfg, paths, pids, camids, nq, queries=200, gallery=1200):
     """One evaluation of the same pipeline on the first queries and gallery samples, so that
     compiling the numba kernels (on the first use after a change, or in a fresh clone) is not
     timed."""
@@ -237,7 +255,8 @@ def _warm_up(cfg, feats, pids, camids, nq, queries=200, gallery=1200):
     t = time.perf_counter()
     ev = build_evaluator(cfg, nq_small)
     ev.reset()
-    ev.process({k: v[rows] for k, v in feats.items()}, pids[rows], camids[rows])
+    ev.process({k: np.load(p, mmap_mode="r")[rows] for k, p in paths.items()}, pids[rows],
+               camids[rows])
     ev.evaluate()
     print(f"[benchmark] warm-up on {nq_small} x {rows.size - nq_small} (compiling kernels, not "
           f"timed): {time.perf_counter() - t:.1f} s", flush=True)
@@ -247,7 +266,12 @@ def run_ours(data_dir, dim, candidates, prune=False, prune_dim=0):
     import projects.AlignedReIDpp.alignedreidpp  # noqa: F401  (keys and evaluator)
     from fastreid_ms.config import get_cfg
     from fastreid_ms.evaluation import build_evaluator
-    feats, pids, camids, nq = _load(data_dir, dim)
+    pids = np.load(os.path.join(data_dir, "pids.npy"))
+    camids = np.load(os.path.join(data_dir, "camids.npy"))
+    with open(os.path.join(data_dir, "meta.json")) as f:
+        nq = json.load(f)["num_query"]
+    paths = {"global": os.path.join(data_dir, "global.npy"),
+             "local": os.path.join(data_dir, f"local_{dim}.npy")}
     cfg = get_cfg()
     cfg.TEST.EVALUATOR = "AlignedReIDEvaluator"
     cfg.TEST.DISTANCE = "global_local"
@@ -255,13 +279,13 @@ def run_ours(data_dir, dim, candidates, prune=False, prune_dim=0):
     cfg.TEST.RERANK.CANDIDATES = int(candidates)
     cfg.TEST.LOCAL.PRUNE = bool(prune)
     cfg.TEST.LOCAL.PRUNE_DIM = int(prune_dim)
-    _warm_up(cfg, feats, pids, camids, nq)
+    _warm_up(cfg, paths, pids, camids, nq)
     ev = build_evaluator(cfg, nq)
     ev.reset()
+    batches = {k: _npy_batches(p, 128) for k, p in paths.items()}
     for s in range(0, pids.shape[0], 128):          # as a test loader would deliver them
-        ev.process({k: v[s:s + 128] for k, v in feats.items()}, pids[s:s + 128],
+        ev.process({k: next(b) for k, b in batches.items()}, pids[s:s + 128],
                    camids[s:s + 128])
-    del feats
     base = _current_rss_mb()
     t0 = time.perf_counter()
     res = ev.evaluate()
