@@ -12,7 +12,8 @@ from fastreid_ms.evaluation.rerank import re_ranking
 from fastreid_ms.utils.blas import blas_core_for
 from projects.AlignedReIDpp.alignedreidpp import dmli_numba
 from projects.AlignedReIDpp.alignedreidpp.dmli import dmli_distance, dmli_pairs
-from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (HalfParts, PartProjection,
+from projects.AlignedReIDpp.alignedreidpp.dmli_bounds import (FloatParts, HalfParts,
+                                                              PartProjection,
                                                               auto_rank, dmli_bounds,
                                                               dmli_pair_bounds, PATH_SLACK)
 from projects.AlignedReIDpp.alignedreidpp.pruning import (ExactPairCache, PrunedEvaluation,
@@ -81,6 +82,9 @@ def test_float16_pair_bounds_hold_and_are_tight(aligned):
     lo32, hi32 = dmli_pair_bounds(parts16, i, j, aligned, x_parts=x)
     assert (lo32 <= exact).all() and (exact <= hi32).all()
     assert np.median(hi32 - lo32) < 0.8 * np.median(hi - lo)
+    prepared = dmli_pair_bounds(parts16, i, j, aligned, x_parts=FloatParts(x))   # made once
+    np.testing.assert_array_equal(prepared[0], lo32)
+    np.testing.assert_array_equal(prepared[1], hi32)
     # float32 queries against float16 copies of other samples only (as the evaluation does)
     lo_q, hi_q = dmli_pair_bounds(HalfParts(x[30:]), i[j >= 30], j[j >= 30] - 30, aligned,
                                   x_parts=x)

@@ -173,14 +173,22 @@ def _current_rss_mb():
         return float("nan")
 
 
-def _load(data_dir, dim):
-    feats = {"global": np.load(os.path.join(data_dir, "global.npy")),
-             "local": np.load(os.path.join(data_dir, f"local_{dim}.npy"))}
+def _labels(data_dir):
+    """(pids, camids, num_query) of the saved features."""
     pids = np.load(os.path.join(data_dir, "pids.npy"))
     camids = np.load(os.path.join(data_dir, "camids.npy"))
     with open(os.path.join(data_dir, "meta.json")) as f:
-        meta = json.load(f)
-    return feats, pids, camids, meta["num_query"]
+        return pids, camids, json.load(f)["num_query"]
+
+
+def _feature_paths(data_dir, dim):
+    return {"global": os.path.join(data_dir, "global.npy"),
+            "local": os.path.join(data_dir, f"local_{dim}.npy")}
+
+
+def _load(data_dir, dim):
+    feats = {k: np.load(p) for k, p in _feature_paths(data_dir, dim).items()}
+    return (feats,) + _labels(data_dir)
 
 
 def _npy_batches(path, batch):
@@ -266,12 +274,8 @@ def run_ours(data_dir, dim, candidates, prune=False, prune_dim=0):
     import projects.AlignedReIDpp.alignedreidpp  # noqa: F401  (keys and evaluator)
     from fastreid_ms.config import get_cfg
     from fastreid_ms.evaluation import build_evaluator
-    pids = np.load(os.path.join(data_dir, "pids.npy"))
-    camids = np.load(os.path.join(data_dir, "camids.npy"))
-    with open(os.path.join(data_dir, "meta.json")) as f:
-        nq = json.load(f)["num_query"]
-    paths = {"global": os.path.join(data_dir, "global.npy"),
-             "local": os.path.join(data_dir, f"local_{dim}.npy")}
+    pids, camids, nq = _labels(data_dir)
+    paths = _feature_paths(data_dir, dim)
     cfg = get_cfg()
     cfg.TEST.EVALUATOR = "AlignedReIDEvaluator"
     cfg.TEST.DISTANCE = "global_local"

@@ -26,7 +26,7 @@ from fastreid_ms.utils.threads import default_num_threads, run_tasks
 from . import dmli_numba
 from .dmli import ThreadBuffers, _augment, _block_shape, part_major_order, run_pair_kernel
 
-__all__ = ["PartProjection", "HalfParts", "dmli_bounds", "dmli_pair_bounds",
+__all__ = ["PartProjection", "HalfParts", "FloatParts", "dmli_bounds", "dmli_pair_bounds",
            "dmli_bounds_symmetric_blocks", "auto_rank", "MIN_PRUNE_CHANNELS", "PATH_SLACK"]
 
 # Allowance per path cell for the tanh approximation and the path sum's rounding (absolute).
@@ -112,8 +112,9 @@ def _sq_norms_f64(rows, out):
 
 
 def _part_norms_up(parts):
-    """(N, P) float32 upper bounds of the part norms of parts (N, P, C) float32 (their float32
-    sums of squares inflated by the worst-case rounding, square root rounded up)."""
+    """(N, P) float32 upper bounds of the part norms of parts (N, P, C) float32: float32 sums
+    of C squares are within (C + 2) u of the real ones (any order), so inflated by twice that,
+    square root rounded up, they bound the real norms from above."""
     grow = 1.0 + 2.0 * (parts.shape[2] + 2) * _UNIT_ROUNDOFF
     sq = np.einsum("ipc,ipc->ip", parts, parts).astype(np.float64)
     return _float32_up(np.sqrt(sq * grow))
@@ -151,9 +152,6 @@ class HalfParts:
         self.err = np.empty((n, p), dtype=np.float32)
         self.norm = np.empty((n, p), dtype=np.float32)
         self.norm16 = np.empty((n, p), dtype=np.float32)
-        # float32 sums of C squares are within (C + 2) u of the real ones (any order):
-        # inflated by twice that, then rounded up, they bound the real norms from above.
-        grow = 1.0 + 2.0 * (c + 2) * _UNIT_ROUNDOFF
         peaks = np.zeros(n, dtype=np.float32)
 
         def convert(s):
@@ -172,8 +170,7 @@ class HalfParts:
                 dec = half.astype(np.float32) * scale[..., None]
                 diff = a - dec              # exact in float32 (Sterbenz, or dec = 0)
             for out, v in ((self.err, diff), (self.norm, a), (self.norm16, dec)):
-                sq = np.einsum("ipc,ipc->ip", v, v).astype(np.float64)
-                out[s:e] = _float32_up(np.sqrt(sq * grow))
+                out[s:e] = _part_norms_up(v)
 
         run_tasks([(s,) for s in range(0, n, chunk)], convert, num_threads)
         if not np.all(np.isfinite(peaks)):
@@ -190,12 +187,28 @@ class HalfParts:
         self.gamma = np.float32(1.01 * (c + 2) * _UNIT_ROUNDOFF)
 
 
+class FloatParts:
+    """float32 parts read as they are, as the i side of dmli_pair_bounds, with the per-part
+    terms HalfParts has (``data`` the parts, ``scale`` 1, ``err`` 0, ``norm`` = ``norm16``
+    the rounded-up norms, ``sq_norm`` the exact kernel's squared norms), computed once."""
+
+    def __init__(self, parts):
+        self.data = np.ascontiguousarray(parts, dtype=np.float32)
+        if self.data.ndim != 3:
+            raise ValueError(f"parts must be (N, P, C), got {self.data.shape}")
+        self.norm = self.norm16 = _part_norms_up(self.data)
+        self.scale = np.ones(self.norm.shape, np.float32)
+        self.err = np.zeros(self.norm.shape, np.float32)
+        self.sq_norm = np.einsum("imc,imc->im", self.data, self.data)   # as the exact kernel's
+
+
 def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None, x_parts=None):
     """(lo, hi) (T,) float32 bounds of the DMLI that the exact pair kernel gives the pairs
     (i[t], j[t]) of the samples of ``parts16`` (HalfParts). ``x_parts``: float32 parts
-    (M, P, C) for the i side instead (i indexes them, j the HalfParts), read as they are:
-    pairs sorted by i keep that side in cache, so it costs no memory traffic, saves a third of
-    the conversions and has no rounding error."""
+    (M, P, C), or their FloatParts (made once for several calls), for the i side instead (i
+    indexes them, j the HalfParts), read as they are: pairs sorted by i keep that side in
+    cache, so it costs no memory traffic, saves a third of the conversions and has no rounding
+    error."""
     _require_kernel()
     i = np.asarray(i, dtype=np.int64).ravel()
     j = np.asarray(j, dtype=np.int64).ravel()
@@ -209,17 +222,15 @@ def dmli_pair_bounds(parts16, i, j, aligned=True, num_threads=None, x_parts=None
         x_data, x_scale, x_sq, x_err, x_norm, x_norm16 = (b.bits, b.scale, b.sq_norm, b.err,
                                                            b.norm, b.norm16)
     else:
-        if x_parts.ndim != 3 or x_parts.shape[1:] != b.bits.shape[1:] or \
-                x_parts.dtype != np.float32:
+        if not isinstance(x_parts, FloatParts):
+            x_parts = FloatParts(x_parts) if x_parts.dtype == np.float32 else None
+        if x_parts is None or x_parts.data.shape[1:] != b.bits.shape[1:]:
             raise ValueError(f"x_parts must be float32 parts (M, {b.bits.shape[1]}, "
-                             f"{b.bits.shape[2]}) like the HalfParts', got {x_parts.dtype} "
-                             f"{x_parts.shape}")
+                             f"{b.bits.shape[2]}) like the HalfParts' (or their FloatParts)")
         kernel = dmli_numba.pair_bounds_f32_f16
-        x_data = x_parts
-        x_norm = x_norm16 = _part_norms_up(x_parts)      # read as they are: no rounding error
-        x_scale = np.ones(x_norm.shape, np.float32)
-        x_err = np.zeros(x_norm.shape, np.float32)
-        x_sq = np.einsum("imc,imc->im", x_parts, x_parts)   # as the exact kernel's
+        x_data, x_scale, x_sq, x_err, x_norm, x_norm16 = (x_parts.data, x_parts.scale,
+                                                           x_parts.sq_norm, x_parts.err,
+                                                           x_parts.norm, x_parts.norm16)
 
     def call(a, c, lo_out, hi_out):
         kernel(x_data, b.bits, x_scale, b.scale, x_sq, b.sq_norm, x_err, b.err, x_norm, b.norm,

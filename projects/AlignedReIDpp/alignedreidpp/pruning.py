@@ -36,7 +36,7 @@ from fastreid_ms.evaluation.reid_evaluation import pairwise_feature_distance
 from fastreid_ms.evaluation.rerank import PairLookup, re_ranking_neighbours
 from fastreid_ms.utils.threads import run_tasks
 
-from .dmli_bounds import (HalfParts, PartProjection, auto_rank, dmli_bounds,
+from .dmli_bounds import (FloatParts, HalfParts, PartProjection, auto_rank, dmli_bounds,
                           dmli_bounds_symmetric_blocks, dmli_pair_bounds)
 
 __all__ = ["ExactPairCache", "PrunedEvaluation", "total_slack"]
@@ -439,7 +439,7 @@ class PrunedEvaluation:
         cols = np.asarray(cols, dtype=np.int64)
         lo = np.empty(rows.shape[0], dtype=np.float32)
         hi = np.empty(rows.shape[0], dtype=np.float32)
-        queries = np.ascontiguousarray(self.local[:self.nq], dtype=np.float32)
+        queries = FloatParts(self.local[:self.nq])      # its terms once, for every block
         per_sample = self.local.shape[1] * self.local.shape[2] * 2
         width = max(1, int(half_bytes) // per_sample)
         block = cols // width
